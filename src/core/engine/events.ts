@@ -1,0 +1,89 @@
+/**
+ * The journal: the append-only list of a run's events, the source of truth for its state.
+ * Every event carries `at` (epoch milliseconds, given by the shell's clock) and a `type`.
+ * Old journals must keep their meaning: add event types and optional fields, never change one.
+ */
+import type { Config, Flow } from "../flow/types.js";
+
+export interface Release {
+  sha: string;
+  ref: string;
+  kind: "live" | "draft";
+}
+
+export interface Trigger {
+  type: "manual" | "schedule" | "github" | "webhook" | "command";
+  actor: string;
+  /** The triggering event's payload, when there is one (the `github` context's `event`). */
+  event?: unknown;
+  /** The pull request or issue the run came from, if any. */
+  issue?: number;
+}
+
+export interface StepErrorInfo {
+  code: string;
+  message: string;
+  retryable: boolean;
+  retryAfterMs?: number;
+}
+
+export interface ApprovalSignal {
+  login: string;
+  via: "cli" | "comment" | "review" | "check_run" | "api";
+  decision: "approve" | "reject";
+  digest?: string;
+  comment?: string;
+  /** Facts about the person that eligibility needs: bot, permission, teams. Resolved by the shell. */
+  is_bot?: boolean;
+  permission?: "none" | "read" | "triage" | "write" | "maintain" | "admin";
+  teams?: string[];
+}
+
+export type JournalEvent =
+  | {
+      type: "run_created";
+      at: number;
+      run_id: string;
+      flow: Flow;
+      config: Config;
+      release: Release;
+      repo: string;
+      inputs: Record<string, unknown>;
+      trigger: Trigger;
+      /** Callback URL per callback-wait step, known from the start. */
+      callbacks: Record<string, string>;
+    }
+  | { type: "run_started"; at: number }
+  | { type: "step_skipped"; at: number; step: string }
+  | { type: "step_started"; at: number; step: string; attempt: number; key: string; effect: string }
+  | { type: "step_succeeded"; at: number; step: string; attempt: number; outputs: Record<string, unknown> }
+  | { type: "step_failed"; at: number; step: string; attempt: number; error: StepErrorInfo }
+  | { type: "timer_started"; at: number; step: string; until: number }
+  | { type: "timer_fired"; at: number; step: string }
+  | { type: "gate_opened"; at: number; step: string; gate: GateInfo }
+  | ({ type: "approval_received"; at: number; step: string } & ApprovalSignal)
+  | { type: "gate_escalated"; at: number; step: string; level: number }
+  | { type: "callback_received"; at: number; step: string; body: unknown }
+  | { type: "event_received"; at: number; step: string; payload: unknown }
+  | { type: "unknown_outcome_resolved"; at: number; step: string; attempt: number; action: "retry" | "skip"; by: string }
+  | { type: "run_cancel_requested"; at: number; by: string; reason?: string }
+  | { type: "run_retry_requested"; at: number; by: string }
+  | { type: "run_completed"; at: number; status: "succeeded" | "failed" | "cancelled" | "timed_out"; outputs: Record<string, unknown>; error?: StepErrorInfo };
+
+export type JournalEventType = JournalEvent["type"];
+
+/** A gate's identity and rules, frozen when it opens. */
+export interface GateInfo {
+  kind: "approval" | "implicit" | "unknown_outcome";
+  /** For implicit and unknown-outcome gates: the step it guards. */
+  title: string;
+  summary?: string;
+  digest: string;
+  approvers: { users?: string[]; teams?: string[]; permission?: string; min: number };
+  allow_self_approval: boolean;
+  deadline: number | null;
+  escalate: { after_ms: number; approvers: { users?: string[]; teams?: string[]; permission?: string; min?: number } }[];
+  on_timeout: "fail" | "cancel" | "continue";
+  evidence: unknown[];
+  pull_request?: number;
+}

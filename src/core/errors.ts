@@ -1,0 +1,71 @@
+/**
+ * Error classes with stable string codes. The code is what the CLI prints as `error.code`
+ * and what callers branch on; messages are for humans and may change.
+ */
+export type ErrorCode =
+  | "USAGE"
+  | "NOT_FOUND"
+  | "RUN_NOT_FOUND"
+  | "FLOW_NOT_FOUND"
+  | "FLOW_INVALID"
+  | "CONFIG_INVALID"
+  | "INPUT_INVALID"
+  | "STATE_CONFLICT"
+  | "NOT_WAITING"
+  | "APPROVAL_NOT_ELIGIBLE"
+  | "APPROVAL_STALE"
+  | "CALLBACK_INVALID"
+  | "REF_NOT_FOUND"
+  | "NOT_A_REPOSITORY"
+  | "STEP_FAILED"
+  | "STEP_TIMEOUT"
+  | "STEP_ABORTED"
+  | "SSRF_REFUSED"
+  | "CONNECTION_UNKNOWN"
+  | "CONNECTION_FAILED"
+  | "SECRET_MISSING"
+  | "OUTPUT_TOO_LARGE"
+  | "SANDBOX_ERROR"
+  | "STORE_ERROR"
+  | "INTERNAL";
+
+export class SluiceError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = "SluiceError";
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** A step error that must not be retried, whatever the step's retry policy says. */
+export class NonRetriableError extends SluiceError {
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}) {
+    super(code, message, details);
+    this.name = "NonRetriableError";
+  }
+}
+
+/** A step error that may be retried, no earlier than `retryAfterMs` from now. */
+export class RetryAfterError extends SluiceError {
+  readonly retryAfterMs: number;
+  constructor(code: ErrorCode, message: string, retryAfterMs: number, details: Record<string, unknown> = {}) {
+    super(code, message, details);
+    this.name = "RetryAfterError";
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** An append lost the compare-and-set race: another worker wrote the journal first. */
+export class ConflictError extends SluiceError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super("STATE_CONFLICT", message, details);
+    this.name = "ConflictError";
+  }
+}
+
+export function assertNever(value: never, what = "value"): never {
+  throw new SluiceError("INTERNAL", `unexpected ${what}: ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,116 @@
+/**
+ * The store behind every run: journals with compare-and-set appends, the next wake-up of each
+ * run scheduled in the same transaction, leases, kv, callback tokens and webhook deliveries.
+ * SQLite and PostgreSQL adapters implement it and run one contract suite
+ * (test/adapters/store/contract.ts).
+ */
+import type { JournalEvent, Release } from "../core/engine/events.js";
+
+export type RunStatus = "queued" | "running" | "waiting" | "succeeded" | "failed" | "cancelled" | "timed_out";
+
+export const TERMINAL_STATUSES: readonly RunStatus[] = ["succeeded", "failed", "cancelled", "timed_out"];
+
+export interface RunRecord {
+  id: string;
+  flow: string;
+  /** The repository the run belongs to ("owner/name", or a local path's name); kv's namespace. */
+  repo: string;
+  status: RunStatus;
+  release: Release;
+  concurrencyGroup: string | null;
+  createdAt: number;
+  updatedAt: number;
+  /** When the run next wants a worker (epoch ms), or null when it waits for a signal or ended. */
+  wakeAt: number | null;
+  /** Sequence number of the last event in the journal (the first event has seq 1). */
+  seq: number;
+}
+
+export interface NewRun {
+  id: string;
+  flow: string;
+  repo: string;
+  status: RunStatus;
+  release: Release;
+  concurrencyGroup: string | null;
+  createdAt: number;
+  wakeAt: number | null;
+  /** Callback tokens of the run's callback-wait steps, for POST /callbacks/<token>. */
+  callbackTokens: { token: string; step: string }[];
+}
+
+export interface StoredEvent {
+  seq: number;
+  event: JournalEvent;
+}
+
+export interface RunFilter {
+  flow?: string;
+  repo?: string;
+  status?: RunStatus[];
+  concurrencyGroup?: string;
+  limit?: number;
+}
+
+export interface KvEntry {
+  key: string;
+  value: unknown;
+  version: number;
+  /** Expiry (epoch ms) or null. */
+  expiresAt: number | null;
+}
+
+export interface RunStore {
+  /** Creates the run and its first events (seq 1..n) in one transaction. Throws on a duplicate id. */
+  createRun(run: NewRun, events: JournalEvent[]): Promise<void>;
+  getRun(id: string): Promise<RunRecord | undefined>;
+  /** The whole journal, in order. */
+  loadJournal(id: string): Promise<StoredEvent[]>;
+  /**
+   * Appends events after `expectedSeq` and sets the run's status and next wake-up in the same
+   * transaction. Throws ConflictError when the journal's last seq is not `expectedSeq`.
+   * Returns the new last seq.
+   */
+  append(
+    id: string,
+    expectedSeq: number,
+    events: JournalEvent[],
+    update: { status: RunStatus; wakeAt: number | null },
+  ): Promise<number>;
+  /** Sets only the next wake-up (a worker that found nothing to do before a time). */
+  setWakeAt(id: string, wakeAt: number | null): Promise<void>;
+  listRuns(filter?: RunFilter): Promise<RunRecord[]>;
+  /**
+   * Takes a lease on up to `limit` runs whose wakeAt <= now and whose lease is free or expired,
+   * oldest wake-up first; returns them. A run leased by one owner is never returned to another
+   * until the lease expires or is released.
+   */
+  claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<RunRecord[]>;
+  /** Takes the lease on one run if it is free or expired (or already ours). */
+  acquireLease(id: string, owner: string, now: number, leaseMs: number): Promise<boolean>;
+  /** Releases the lease if `owner` holds it. */
+  releaseLease(id: string, owner: string): Promise<void>;
+  /** The earliest wakeAt among runs not leased at `now`, or null: lets a worker sleep precisely. */
+  nextWakeAt(now: number): Promise<number | null>;
+  findCallback(token: string): Promise<{ runId: string; step: string } | undefined>;
+  /** Records a webhook delivery id; false when it was already recorded (a redelivery). */
+  claimDelivery(id: string, now: number): Promise<boolean>;
+
+  kvGet(namespace: string, key: string, now: number): Promise<KvEntry | undefined>;
+  /**
+   * Sets a value; with `ifVersion` only when the current version matches (0: key absent),
+   * else throws ConflictError. Returns the new entry (versions start at 1 and grow by 1).
+   */
+  kvSet(
+    namespace: string,
+    key: string,
+    value: unknown,
+    opts: { now: number; ttlMs?: number; ifVersion?: number },
+  ): Promise<KvEntry>;
+  kvDelete(namespace: string, key: string): Promise<boolean>;
+  /** Adds `by` to a numeric value (absent: 0) atomically. */
+  kvIncr(namespace: string, key: string, by: number, now: number): Promise<KvEntry>;
+  kvList(namespace: string, now: number, prefix?: string): Promise<KvEntry[]>;
+
+  close(): Promise<void>;
+}

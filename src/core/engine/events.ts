@@ -52,6 +52,8 @@ export type JournalEvent =
       trigger: Trigger;
       /** Callback URL per callback-wait step, known from the start. */
       callbacks: Record<string, string>;
+      /** The run's page (the check run's details_url), when a server has a public URL. */
+      run_url?: string;
     }
   | { type: "run_started"; at: number }
   | { type: "step_skipped"; at: number; step: string }
@@ -59,10 +61,12 @@ export type JournalEvent =
   | { type: "step_succeeded"; at: number; step: string; attempt: number; outputs: Record<string, unknown> }
   | { type: "step_failed"; at: number; step: string; attempt: number; error: StepErrorInfo }
   | { type: "timer_started"; at: number; step: string; until: number }
-  | { type: "timer_fired"; at: number; step: string }
+  | { type: "wait_started"; at: number; step: string; wait: "callback" | "event"; deadline: number | null }
   | { type: "gate_opened"; at: number; step: string; gate: GateInfo }
   | ({ type: "approval_received"; at: number; step: string } & ApprovalSignal)
   | { type: "gate_escalated"; at: number; step: string; level: number }
+  /** An implicit gate reached its quorum: the write step it guards may run. */
+  | { type: "gate_passed"; at: number; step: string; approvers: { login: string; via: string; at: string }[] }
   | { type: "callback_received"; at: number; step: string; body: unknown }
   | { type: "event_received"; at: number; step: string; payload: unknown }
   | { type: "unknown_outcome_resolved"; at: number; step: string; attempt: number; action: "retry" | "skip"; by: string }

@@ -1,0 +1,111 @@
+/**
+ * The public shape of a run (SPEC §6 `kind: Run`): the same for the CLI, the HTTP API and the
+ * check-run summary.
+ */
+import { effectOf } from "../core/policy/effects.js";
+import type { RunState } from "../core/engine/state.js";
+import { tally } from "../core/engine/decide.js";
+import type { RunRecord } from "../ports/run-store.js";
+import { openGates } from "./signals.js";
+
+export interface StepView {
+  id: string;
+  name?: string;
+  kind: string;
+  effect: string;
+  status: string;
+  attempts: number;
+  started_at?: string;
+  finished_at?: string;
+  duration_ms?: number;
+  outputs?: Record<string, unknown>;
+  error?: { code: string; message: string };
+}
+
+export interface GateView {
+  step: string;
+  kind: string;
+  title: string;
+  digest: string;
+  approvers: { users?: string[]; teams?: string[]; permission?: string };
+  min: number;
+  approvals: { login: string; via: string; at: string }[];
+  deadline: string | null;
+}
+
+export interface RunView {
+  id: string;
+  flow: string;
+  repo: string;
+  status: string;
+  release: { sha: string; ref: string; kind: string };
+  trigger: { type: string; actor: string };
+  inputs: Record<string, unknown>;
+  outputs: Record<string, unknown>;
+  created_at: string;
+  updated_at: string;
+  steps: StepView[];
+  gate?: GateView;
+  error?: { code: string; message: string };
+  url?: string;
+}
+
+const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
+
+export function runView(record: RunRecord, state: RunState): RunView {
+  const steps = state.flow.steps.map((def): StepView => {
+    const s = state.steps[def.id]!;
+    const effect = s.effect ?? effectOf(def, state.config.policy, (n) => state.config.connections[n]?.base_url);
+    return {
+      id: def.id,
+      ...(def.name ? { name: def.name } : {}),
+      kind: def.kind,
+      effect,
+      status: s.status,
+      attempts: s.attempts,
+      ...(s.startedAt !== undefined ? { started_at: iso(s.startedAt) } : {}),
+      ...(s.finishedAt !== undefined ? { finished_at: iso(s.finishedAt) } : {}),
+      ...(s.startedAt !== undefined && s.finishedAt !== undefined ? { duration_ms: s.finishedAt - s.startedAt } : {}),
+      ...(s.outputs && s.status === "succeeded" ? { outputs: s.outputs } : {}),
+      ...(s.error && s.status === "failed" ? { error: { code: s.error.code, message: s.error.message } } : {}),
+    };
+  });
+  const open = openGates(state)[0];
+  let gate: GateView | undefined;
+  if (open?.gate) {
+    const g = open.gate;
+    const t = tally(open);
+    gate = {
+      step: open.id,
+      kind: g.info.kind,
+      title: g.info.title,
+      digest: g.info.digest,
+      approvers: {
+        ...(g.info.approvers.users ? { users: g.info.approvers.users } : {}),
+        ...(g.info.approvers.teams ? { teams: g.info.approvers.teams } : {}),
+        ...(g.info.approvers.permission ? { permission: g.info.approvers.permission } : {}),
+      },
+      min: t.min,
+      approvals: g.approvals
+        .filter((a) => a.decision === "approve" && t.approvedBy.includes(a.login.toLowerCase()))
+        .map((a) => ({ login: a.login, via: a.via, at: new Date(a.at).toISOString() })),
+      deadline: g.info.deadline === null ? null : new Date(g.info.deadline).toISOString(),
+    };
+  }
+  return {
+    id: state.id,
+    flow: state.flow.name,
+    repo: state.repo,
+    status: record.status,
+    release: state.release,
+    trigger: { type: state.trigger.type, actor: state.trigger.actor },
+    inputs: state.inputs,
+    outputs: state.completed?.outputs ?? {},
+    created_at: new Date(record.createdAt).toISOString(),
+    updated_at: new Date(record.updatedAt).toISOString(),
+    steps,
+    ...(gate ? { gate } : {}),
+    ...(state.completed?.error ? { error: { code: state.completed.error.code, message: state.completed.error.message } } : {}),
+    ...(state.runUrl ? { url: state.runUrl } : {}),
+  };
+}

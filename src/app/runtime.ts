@@ -34,7 +34,7 @@ export interface RuntimeOptions {
   /** Base URL for callback URLs and run pages. */
   publicUrl?: string;
   /** GitHub API for a run's repository: the installation on the server, a connection locally. */
-  github?: (repo: string, connection: (name: string) => ResolvedConnection) => GitHubApi | undefined;
+  github?: (repo: string, connection: (name: string) => ResolvedConnection, connectionNames: string[]) => GitHubApi | undefined;
   /** Reads a file at the run's pinned SHA (function steps' `file`). */
   readFile?: (repo: string, sha: string, path: string) => Promise<string | undefined>;
 }
@@ -290,7 +290,7 @@ export class Runtime {
       logger: redactingLogger(this.logger, redact, { run: state.id, step: step.id }),
       now: at,
     };
-    github = this.opts.github?.(state.repo, connection);
+    github = this.opts.github?.(state.repo, connection, Object.keys(state.config.connections));
     try {
       let params = turn.params;
       if (step.kind === "function" && typeof params.file === "string" && this.opts.readFile) {

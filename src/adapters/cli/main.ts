@@ -1,0 +1,224 @@
+/** The `sluice` command line: parse, dispatch to one module per command, print the report. */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { openLocal, type Local } from "../../app/local.js";
+import { SluiceError } from "../../core/errors.js";
+import { flowsList, kvCommand, resourcesGet, schemaCommand, secretsCommand } from "./data.js";
+import { EXIT, errorReport, print, usage, type Io, type Report } from "./output.js";
+import {
+  actor,
+  callbackCommand,
+  decideCommand,
+  gatesExplain,
+  gatesList,
+  runCommand,
+  runsCancel,
+  runsEvents,
+  runsList,
+  runsRetry,
+  runsShow,
+} from "./runs.js";
+import { validateCommand } from "./validate.js";
+import { workerCommand } from "./worker.js";
+
+export const HELP = `sluice — flows in .github/flows/, run by the same engine locally and in a GitHub App
+
+usage: sluice <command> [--json]
+
+  validate [path…]                       validate flows and config
+  schema flow|config                     print a JSON Schema
+  flows list [--ref REF]                 flows at a ref with their triggers
+  run <flow> [--ref REF] [--input k=v]… [--inputs-file F] [--detach] [--follow] [--as LOGIN]
+  runs list [--flow F] [--status S] [--limit N]
+  runs show|events|cancel|retry <id>
+  approve <run> [--step ID] [--as LOGIN] [--comment C] [--digest D]
+  reject <run> [--step ID] [--as LOGIN] [--comment C]
+  gates list | gates explain <run>
+  callback <run> <step> [--body JSON]
+  resources get <ref> [-o FILE]
+  kv get <key> | kv set <key> <value> [--ttl D] [--if-version N] | kv list [prefix]
+  secrets set NAME | secrets list
+  worker [--once]                        timers, retries, detached runs
+  serve                                  the GitHub App server
+
+exit codes: 0 ok, 1 failed, 2 usage, 3 waiting, 4 not found, 5 infrastructure`;
+
+const COMMON = { json: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
+
+const OPTIONS: Record<string, ParseArgsConfig["options"]> = {
+  validate: {},
+  schema: {},
+  flows: { ref: { type: "string" } },
+  run: {
+    ref: { type: "string" },
+    input: { type: "string", multiple: true },
+    "inputs-file": { type: "string" },
+    detach: { type: "boolean" },
+    follow: { type: "boolean" },
+    as: { type: "string" },
+  },
+  runs: { flow: { type: "string" }, status: { type: "string" }, limit: { type: "string" }, as: { type: "string" } },
+  approve: { step: { type: "string" }, as: { type: "string" }, comment: { type: "string" }, digest: { type: "string" } },
+  reject: { step: { type: "string" }, as: { type: "string" }, comment: { type: "string" }, digest: { type: "string" } },
+  gates: {},
+  callback: { body: { type: "string" } },
+  resources: { output: { type: "string", short: "o" } },
+  kv: { ttl: { type: "string" }, "if-version": { type: "string" } },
+  secrets: {},
+  worker: { once: { type: "boolean" } },
+  serve: {},
+};
+
+const KIND: Record<string, string> = {
+  validate: "ValidationReport",
+  schema: "Schema",
+  flows: "FlowList",
+  run: "Run",
+  runs: "Run",
+  approve: "Run",
+  reject: "Run",
+  gates: "GateList",
+  callback: "Run",
+  resources: "Resource",
+  kv: "KvEntry",
+  secrets: "Secret",
+  worker: "Worker",
+  serve: "Server",
+};
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const command = argv[0];
+  const wantsJson = argv.includes("--json");
+  if (!command || command === "--help" || command === "-h" || command === "help") {
+    io.stdout(HELP + "\n");
+    return command ? EXIT.ok : EXIT.usage;
+  }
+  if (command === "--version") {
+    io.stdout("sluice 0.1.0\n");
+    return EXIT.ok;
+  }
+  const kind = KIND[command] ?? "Error";
+  const spec = OPTIONS[command];
+  if (!spec) return print(errorReport(kind, usage(`unknown command '${command}'; see sluice --help`)), io, wantsJson);
+  let values: Values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: argv.slice(1), options: { ...COMMON, ...spec }, allowPositionals: true, strict: true }) as { values: Values; positionals: string[] });
+  } catch (e) {
+    return print(errorReport(kind, usage(e instanceof Error ? e.message : String(e))), io, wantsJson);
+  }
+  const json = values.json === true;
+  if (values.help) {
+    io.stdout(HELP + "\n");
+    return EXIT.ok;
+  }
+  let local: Local | undefined;
+  const needLocal = async () => (local ??= await openLocal(io.cwd, io.env));
+  try {
+    const report = await dispatch(command, positionals, values, io, needLocal, json);
+    return print(report, io, json);
+  } catch (e) {
+    if (!(e instanceof SluiceError)) io.env.LOG_LEVEL === "debug" && io.stderr(`${e instanceof Error ? e.stack : String(e)}\n`);
+    return print(errorReport(kind, e), io, json);
+  } finally {
+    await local?.close();
+  }
+}
+
+function str(v: Values[string]): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
+
+async function dispatch(command: string, args: string[], v: Values, io: Io, needLocal: () => Promise<Local>, json: boolean): Promise<Report> {
+  const one = (what: string) => {
+    const x = args[1] ?? args[0];
+    if (!x) throw usage(`sluice ${command} needs ${what}`);
+    return x;
+  };
+  switch (command) {
+    case "validate":
+      return validateCommand(args, io);
+    case "schema":
+      return schemaCommand(args[0]);
+    case "flows":
+      if (args[0] !== "list") throw usage("sluice flows list [--ref REF]");
+      return flowsList(await needLocal(), str(v.ref));
+    case "run": {
+      if (!args[0]) throw usage("sluice run <flow> [--ref REF] [--input k=v]…");
+      return runCommand(
+        await needLocal(),
+        {
+          flow: args[0],
+          ...(str(v.ref) ? { ref: str(v.ref) } : {}),
+          inputs: (v.input as string[] | undefined) ?? [],
+          ...(str(v["inputs-file"]) ? { inputsFile: str(v["inputs-file"]) } : {}),
+          detach: v.detach === true,
+          follow: v.follow === true,
+          json,
+          ...(str(v.as) ? { as: str(v.as) } : {}),
+        },
+        io,
+      );
+    }
+    case "runs": {
+      const rt = (await needLocal()).runtime;
+      const sub = args[0];
+      const id = () => {
+        if (!args[1]) throw usage(`sluice runs ${sub} <id>`);
+        return args[1];
+      };
+      switch (sub) {
+        case "list": {
+          const limit = str(v.limit) === undefined ? undefined : Number(v.limit);
+          if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw usage("--limit takes a positive whole number");
+          return runsList(rt, { ...(str(v.flow) ? { flow: str(v.flow) } : {}), ...(str(v.status) ? { status: str(v.status) } : {}), ...(limit ? { limit } : {}) });
+        }
+        case "show":
+          return runsShow(rt, id());
+        case "events":
+          return runsEvents(rt, id());
+        case "cancel":
+          return runsCancel(rt, id(), actor(str(v.as), io.env));
+        case "retry":
+          return runsRetry(rt, id(), actor(str(v.as), io.env));
+        default:
+          throw usage("sluice runs list|show|events|cancel|retry");
+      }
+    }
+    case "approve":
+    case "reject": {
+      if (!args[0]) throw usage(`sluice ${command} <run> [--step ID] [--as LOGIN]`);
+      const rt = (await needLocal()).runtime;
+      return decideCommand(rt, args[0], command, {
+        as: actor(str(v.as), io.env),
+        ...(str(v.step) ? { step: str(v.step) } : {}),
+        ...(str(v.comment) ? { comment: str(v.comment) } : {}),
+        ...(str(v.digest) ? { digest: str(v.digest) } : {}),
+      });
+    }
+    case "gates": {
+      const rt = (await needLocal()).runtime;
+      if (args[0] === "list") return gatesList(rt);
+      if (args[0] === "explain") return gatesExplain(rt, one("a run id"));
+      throw usage("sluice gates list | gates explain <run>");
+    }
+    case "callback": {
+      if (!args[0] || !args[1]) throw usage("sluice callback <run> <step> [--body JSON]");
+      return callbackCommand((await needLocal()).runtime, args[0], args[1], str(v.body));
+    }
+    case "resources":
+      if (args[0] !== "get" || !args[1]) throw usage("sluice resources get <ref> [-o FILE]");
+      return resourcesGet(await needLocal(), args[1], str(v.output));
+    case "kv":
+      return kvCommand(await needLocal(), args[0], args.slice(1), { ...(str(v.ttl) ? { ttl: str(v.ttl) } : {}), ...(str(v["if-version"]) ? { ifVersion: str(v["if-version"]) } : {}) });
+    case "secrets":
+      return secretsCommand(await needLocal(), args[0], args.slice(1), io);
+    case "worker":
+      return workerCommand(await needLocal(), { once: v.once === true }, io);
+    case "serve":
+      throw new SluiceError("USAGE", "sluice serve is not available yet in this build");
+    default:
+      throw usage(`unknown command '${command}'`);
+  }
+}

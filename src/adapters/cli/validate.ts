@@ -1,0 +1,117 @@
+/** `sluice validate [path…]`: flows and config, with diagnostics that say what and where. */
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { basename, join, relative, resolve } from "node:path";
+import type { Diagnostic } from "../../core/flow/types.js";
+import { validateConfig, validateFlow, type ConfigValidation } from "../../core/flow/validate.js";
+import type { Config } from "../../core/flow/types.js";
+import { CONFIG_PATH, FLOWS_DIR } from "../../ports/flow-source.js";
+import { EXIT, usage, type Io, type Report } from "./output.js";
+
+export interface FileReport {
+  file: string;
+  kind: "flow" | "config";
+  valid: boolean;
+  diagnostics: Diagnostic[];
+}
+
+const isYaml = (p: string) => /\.ya?ml$/i.test(p);
+const isConfigFile = (p: string) => basename(p) === "sluice.yml" || basename(p) === "sluice.yaml" || /\.sluice\.ya?ml$/.test(p);
+
+function expand(paths: string[], cwd: string): string[] {
+  const out: string[] = [];
+  for (const p of paths) {
+    const abs = resolve(cwd, p);
+    if (!existsSync(abs)) throw usage(`no such file or folder: ${p}`);
+    if (statSync(abs).isDirectory()) {
+      const walk = (dir: string) => {
+        for (const name of readdirSync(dir).sort()) {
+          const full = join(dir, name);
+          if (statSync(full).isDirectory()) {
+            if (name !== "node_modules" && (!name.startsWith(".") || name === ".github")) walk(full);
+          } else if (isYaml(full)) out.push(full);
+        }
+      };
+      walk(abs);
+    } else out.push(abs);
+  }
+  return out;
+}
+
+/** Finds the repository root above cwd (the folder holding .git), or cwd. */
+export function repoRoot(cwd: string): string {
+  let dir = resolve(cwd);
+  while (true) {
+    if (existsSync(join(dir, ".git"))) return dir;
+    const parent = resolve(dir, "..");
+    if (parent === dir) return resolve(cwd);
+    dir = parent;
+  }
+}
+
+export function validatePaths(paths: string[], io: Io): { files: FileReport[]; sources: Map<string, string> } {
+  let targets: string[];
+  if (paths.length === 0) {
+    const root = repoRoot(io.cwd);
+    targets = [];
+    if (existsSync(join(root, CONFIG_PATH))) targets.push(join(root, CONFIG_PATH));
+    if (existsSync(join(root, FLOWS_DIR))) targets.push(...expand([join(root, FLOWS_DIR)], io.cwd));
+    if (targets.length === 0) throw usage(`nothing to validate: no ${FLOWS_DIR}/ or ${CONFIG_PATH} in ${root}`);
+  } else targets = expand(paths, io.cwd);
+
+  const sources = new Map<string, string>();
+  const display = (abs: string) => relative(io.cwd, abs) || abs;
+  // The config first: flows are checked against it (connections, deny rules).
+  const configs = targets.filter(isConfigFile);
+  const flows = targets.filter((t) => !isConfigFile(t));
+  const files: FileReport[] = [];
+  let config: Config | undefined;
+  for (const abs of configs) {
+    const text = readFileSync(abs, "utf8");
+    sources.set(display(abs), text);
+    const v: ConfigValidation = validateConfig(text, { file: display(abs) });
+    if (v.config && !config) config = v.config;
+    files.push({ file: display(abs), kind: "config", valid: !v.diagnostics.some((d) => d.severity === "error"), diagnostics: v.diagnostics });
+  }
+  const names = new Map<string, string>();
+  for (const abs of flows) {
+    const text = readFileSync(abs, "utf8");
+    const file = display(abs);
+    sources.set(file, text);
+    const v = validateFlow(text, { file, ...(config ? { config } : {}) });
+    const diagnostics = [...v.diagnostics];
+    if (v.flow) {
+      const other = names.get(v.flow.name);
+      if (other) {
+        diagnostics.push({ severity: "error", code: "FLOW_NAME_DUPLICATE", message: `flow name '${v.flow.name}' is also used by ${other}`, file, line: 1, column: 1, pointer: "/name" });
+      } else names.set(v.flow.name, file);
+    }
+    files.push({ file, kind: "flow", valid: !diagnostics.some((d) => d.severity === "error"), diagnostics });
+  }
+  return { files, sources };
+}
+
+/** `file:line:col: error CODE message`, the offending line below it, and a caret. */
+export function formatDiagnostic(d: Diagnostic, source: string | undefined): string {
+  const head = `${d.file ?? "<input>"}:${d.line}:${d.column}: ${d.severity} ${d.code} ${d.message}`;
+  const line = source?.split("\n")[d.line - 1];
+  if (line === undefined || d.line < 1) return head;
+  return `${head}\n  ${d.line} | ${line}\n  ${" ".repeat(String(d.line).length)} | ${" ".repeat(Math.max(0, d.column - 1))}^`;
+}
+
+export function validateCommand(paths: string[], io: Io): Report {
+  const { files, sources } = validatePaths(paths, io);
+  const all = files.flatMap((f) => f.diagnostics);
+  const errors = all.filter((d) => d.severity === "error").length;
+  const warnings = all.length - errors;
+  const lines = files.flatMap((f) => f.diagnostics.map((d) => formatDiagnostic(d, sources.get(f.file))));
+  lines.push(`${files.length} file${files.length === 1 ? "" : "s"} checked: ${errors} error${errors === 1 ? "" : "s"}, ${warnings} warning${warnings === 1 ? "" : "s"}`);
+  const data = { valid: errors === 0, errors, warnings, files };
+  return {
+    kind: "ValidationReport",
+    ok: errors === 0,
+    data,
+    ...(errors ? { error: { code: "FLOW_INVALID", message: `${errors} error${errors === 1 ? "" : "s"} in ${files.filter((f) => !f.valid).length} file(s)`, details: {} } } : {}),
+    exitCode: errors ? EXIT.failed : EXIT.ok,
+    human: lines.join("\n"),
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * What the SQLite and PostgreSQL run stores share: JSON encoding with clear errors, argument
+ * checks, and the shape of a migration.
+ */
+import { SluiceError } from "../../core/errors.js";
+
+export interface Migration {
+  /** 1, 2, 3…: applied in order, each once, recorded in `schema_migrations`. */
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** JSON text of a value to store; `undefined` is stored as null. Throws INPUT_INVALID otherwise. */
+export function toJson(value: unknown, what: string): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    throw new SluiceError("INPUT_INVALID", `${what} is not JSON-serialisable: ${(err as Error).message}`);
+  }
+  return text ?? "null";
+}
+
+export function fromJson(text: string): unknown {
+  return JSON.parse(text) as unknown;
+}
+
+export function checkTime(value: number, what: string): void {
+  if (!Number.isSafeInteger(value)) {
+    throw new SluiceError("INPUT_INVALID", `${what} must be an integer epoch-millisecond time, got ${String(value)}`);
+  }
+}
+
+export function checkKey(namespace: string, key: string): void {
+  if (typeof namespace !== "string" || namespace === "") {
+    throw new SluiceError("INPUT_INVALID", "a kv namespace must be a non-empty string");
+  }
+  if (typeof key !== "string" || key === "") {
+    throw new SluiceError("INPUT_INVALID", "a kv key must be a non-empty string", { namespace });
+  }
+  if (key.length > 512) {
+    throw new SluiceError("INPUT_INVALID", `a kv key is at most 512 characters (got ${key.length})`, { namespace });
+  }
+}
+
+export function checkTtl(ttlMs: number | undefined): void {
+  if (ttlMs !== undefined && (!Number.isSafeInteger(ttlMs) || ttlMs <= 0)) {
+    throw new SluiceError("INPUT_INVALID", `a kv ttl must be a positive whole number of milliseconds, got ${String(ttlMs)}`);
+  }
+}
+
+export function checkIfVersion(ifVersion: number | undefined): void {
+  if (ifVersion !== undefined && (!Number.isSafeInteger(ifVersion) || ifVersion < 0)) {
+    throw new SluiceError("INPUT_INVALID", `if_version must be a whole number >= 0 (0: the key is absent), got ${String(ifVersion)}`);
+  }
+}
+
+export function checkIncrement(by: number): void {
+  if (typeof by !== "number" || !Number.isFinite(by)) {
+    throw new SluiceError("INPUT_INVALID", `a kv increment must be a finite number, got ${String(by)}`);
+  }
+}
+
+/** The value after adding `by` to the current one (absent: 0); throws KV_NOT_A_NUMBER otherwise. */
+export function incremented(current: unknown, by: number, namespace: string, key: string): number {
+  const base = current === undefined ? 0 : current;
+  if (typeof base !== "number") {
+    throw new SluiceError("KV_NOT_A_NUMBER", `kv key '${key}' holds a ${base === null ? "null" : typeof base}, not a number: it cannot be incremented`, {
+      namespace,
+      key,
+    });
+  }
+  const next = base + by;
+  if (!Number.isFinite(next)) {
+    throw new SluiceError("KV_NOT_A_NUMBER", `incrementing kv key '${key}' overflows`, { namespace, key });
+  }
+  return next;
+}
+
+export function checkLimit(limit: number | undefined, what: string): void {
+  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 0)) {
+    throw new SluiceError("INPUT_INVALID", `${what} must be a whole number >= 0, got ${String(limit)}`);
+  }
+}
+
+/** The `updatedAt` an append records: the latest event time, or now when there is none. */
+export function latestAt(events: readonly { at: number }[], fallback: number): number {
+  let at = -Infinity;
+  for (const e of events) if (typeof e.at === "number" && e.at > at) at = e.at;
+  return Number.isFinite(at) ? at : fallback;
+}

@@ -1,0 +1,542 @@
+/**
+ * The RunStore on PostgreSQL (`pg` Pool), for several `sluice serve` processes sharing one
+ * database: appends are compare-and-set under a row lock, `claimDue` takes leases with
+ * `FOR UPDATE SKIP LOCKED`, migrations run under an advisory lock so processes may start at once,
+ * and every change that schedules a wake-up sends `NOTIFY sluice_wake` in its transaction.
+ */
+import pg from "pg";
+import { ConflictError, SluiceError } from "../../../core/errors.js";
+import type { JournalEvent, Release } from "../../../core/engine/events.js";
+import type { KvEntry, NewRun, RunFilter, RunRecord, RunStatus, RunStore, StoredEvent } from "../../../ports/run-store.js";
+import {
+  checkIfVersion,
+  checkIncrement,
+  checkKey,
+  checkLimit,
+  checkTime,
+  checkTtl,
+  incremented,
+  latestAt,
+  toJson,
+  type Migration,
+} from "../common.js";
+import { POSTGRES_MIGRATIONS } from "./migrations.js";
+
+type Queryable = pg.Pool | pg.PoolClient;
+
+/** The channel of wake-up notifications; the payload is the run id. */
+export const WAKE_CHANNEL = "sluice_wake";
+/** Key of the advisory lock held while migrating ("sluice" in ASCII). */
+const MIGRATION_LOCK = 0x736c75696365;
+
+interface RunRow {
+  ord: string;
+  id: string;
+  flow: string;
+  repo: string;
+  status: string;
+  release: Release;
+  concurrency_group: string | null;
+  created_at: string;
+  updated_at: string;
+  wake_at: string | null;
+  seq: number;
+}
+
+interface KvRow {
+  key: string;
+  value: unknown;
+  version: number;
+  expires_at: string | null;
+}
+
+const RUN_COLUMNS = "ord, id, flow, repo, status, release, concurrency_group, created_at, updated_at, wake_at, seq";
+
+function toRecord(row: RunRow): RunRecord {
+  return {
+    id: row.id,
+    flow: row.flow,
+    repo: row.repo,
+    status: row.status as RunStatus,
+    release: row.release,
+    concurrencyGroup: row.concurrency_group,
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+    wakeAt: row.wake_at === null ? null : Number(row.wake_at),
+    seq: row.seq,
+  };
+}
+
+function toEntry(row: KvRow): KvEntry {
+  return { key: row.key, value: row.value, version: row.version, expiresAt: row.expires_at === null ? null : Number(row.expires_at) };
+}
+
+function isLive(row: KvRow | undefined, now: number): row is KvRow {
+  return row !== undefined && (row.expires_at === null || Number(row.expires_at) > now);
+}
+
+function pgCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+function storeError(what: string, err: unknown): SluiceError {
+  if (err instanceof SluiceError) return err;
+  const code = pgCode(err);
+  return new SluiceError("STORE_ERROR", `PostgreSQL ${what} failed: ${(err as Error).message}`, code ? { pgCode: code } : {});
+}
+
+/** Thrown inside a kv transaction when a concurrent insert won the key: the caller tries again. */
+class KvRaced extends Error {}
+
+function checkLease(owner: string, leaseMs: number): void {
+  if (typeof owner !== "string" || owner === "") throw new SluiceError("INPUT_INVALID", "a lease owner must be a non-empty string");
+  if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) {
+    throw new SluiceError("INPUT_INVALID", `a lease lasts a positive whole number of milliseconds, got ${String(leaseMs)}`);
+  }
+}
+
+/** Applies the pending migrations, holding an advisory lock so concurrent starts apply each once. */
+export async function migratePostgres(pool: pg.Pool, migrations: readonly Migration[] = POSTGRES_MIGRATIONS): Promise<number> {
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw storeError("connection", err);
+  }
+  try {
+    await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
+    try {
+      await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+        version    INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL,
+        applied_at BIGINT NOT NULL
+      )`);
+      const res = await client.query<{ v: number | null }>("SELECT MAX(version) AS v FROM schema_migrations");
+      const current = res.rows[0]?.v ?? 0;
+      const known = migrations.length === 0 ? 0 : Math.max(...migrations.map((m) => m.version));
+      if (current > known) {
+        throw new SluiceError(
+          "STORE_ERROR",
+          `the database's schema is at version ${current}, newer than this Sluice knows (${known}): upgrade Sluice`,
+          { current, known },
+        );
+      }
+      for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+        if (m.version <= current) continue;
+        await client.query("BEGIN");
+        try {
+          await client.query(m.sql);
+          await client.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [m.version, m.name, Date.now()]);
+          await client.query("COMMIT");
+        } catch (err) {
+          await client.query("ROLLBACK");
+          throw err;
+        }
+      }
+      return known;
+    } finally {
+      await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]);
+    }
+  } catch (err) {
+    throw storeError("migration", err);
+  } finally {
+    client.release();
+  }
+}
+
+export interface PostgresRunStoreOptions {
+  /** Pool size (default 10). */
+  max?: number;
+}
+
+export class PostgresRunStore implements RunStore {
+  readonly pool: pg.Pool;
+  private closed = false;
+  private readonly listeners = new Set<pg.Client>();
+
+  constructor(pool: pg.Pool) {
+    this.pool = pool;
+  }
+
+  private async q<R extends pg.QueryResultRow>(what: string, sql: string, args: unknown[] = [], on: Queryable = this.pool): Promise<pg.QueryResult<R>> {
+    try {
+      return await on.query<R>(sql, args);
+    } catch (err) {
+      throw storeError(what, err);
+    }
+  }
+
+  private async tx<T>(what: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw storeError(what, err);
+    }
+    let broken = false;
+    try {
+      await client.query("BEGIN");
+      const out = await fn(client);
+      await client.query("COMMIT");
+      return out;
+    } catch (err) {
+      try {
+        await client.query("ROLLBACK");
+      } catch {
+        broken = true;
+      }
+      if (err instanceof KvRaced) throw err;
+      throw storeError(what, err);
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** The schema version the database is at. */
+  async schemaVersion(): Promise<number> {
+    const res = await this.q<{ v: number | null }>("read", "SELECT MAX(version) AS v FROM schema_migrations");
+    return res.rows[0]?.v ?? 0;
+  }
+
+  async createRun(run: NewRun, events: JournalEvent[]): Promise<void> {
+    checkTime(run.createdAt, "createdAt");
+    if (run.wakeAt !== null) checkTime(run.wakeAt, "wakeAt");
+    const release = toJson(run.release, "the run's release");
+    const encoded = events.map((e) => toJson(e, `event '${e.type}'`));
+    await this.tx("createRun", async (c) => {
+      const inserted = await c.query(
+        `INSERT INTO runs (id, flow, repo, status, release, concurrency_group, created_at, updated_at, wake_at, seq)
+         VALUES ($1, $2, $3, $4, $5::json, $6, $7, $7, $8, $9)
+         ON CONFLICT (id) DO NOTHING`,
+        [run.id, run.flow, run.repo, run.status, release, run.concurrencyGroup, run.createdAt, run.wakeAt, events.length],
+      );
+      if (inserted.rowCount !== 1) throw new ConflictError(`run '${run.id}' already exists`, { runId: run.id });
+      await this.insertEvents(c, run.id, 0, events, encoded);
+      for (const t of run.callbackTokens) {
+        const res = await c.query("INSERT INTO callback_tokens (token, run_id, step) VALUES ($1, $2, $3) ON CONFLICT (token) DO NOTHING", [
+          t.token,
+          run.id,
+          t.step,
+        ]);
+        if (res.rowCount !== 1) throw new ConflictError(`callback token for step '${t.step}' is already in use`, { runId: run.id, step: t.step });
+      }
+      if (run.wakeAt !== null) await c.query("SELECT pg_notify($1, $2)", [WAKE_CHANNEL, run.id]);
+    });
+  }
+
+  private async insertEvents(c: pg.PoolClient, id: string, after: number, events: JournalEvent[], encoded: string[]): Promise<void> {
+    if (events.length === 0) return;
+    await c.query(
+      `INSERT INTO events (run_id, seq, type, at, event)
+       SELECT $1, x.seq, x.type, x.at, x.event::json
+       FROM unnest($2::int[], $3::text[], $4::bigint[], $5::text[]) AS x(seq, type, at, event)`,
+      [id, events.map((_, i) => after + i + 1), events.map((e) => e.type), events.map((e) => e.at), encoded],
+    );
+  }
+
+  async getRun(id: string): Promise<RunRecord | undefined> {
+    const res = await this.q<RunRow>("getRun", `SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1`, [id]);
+    return res.rows[0] ? toRecord(res.rows[0]) : undefined;
+  }
+
+  async loadJournal(id: string): Promise<StoredEvent[]> {
+    const res = await this.q<{ seq: number; event: JournalEvent }>("loadJournal", "SELECT seq, event FROM events WHERE run_id = $1 ORDER BY seq", [id]);
+    return res.rows.map((r) => ({ seq: r.seq, event: r.event }));
+  }
+
+  async append(
+    id: string,
+    expectedSeq: number,
+    events: JournalEvent[],
+    update: { status: RunStatus; wakeAt: number | null },
+  ): Promise<number> {
+    if (update.wakeAt !== null) checkTime(update.wakeAt, "wakeAt");
+    const encoded = events.map((e) => toJson(e, `event '${e.type}'`));
+    return this.tx("append", async (c) => {
+      const res = await c.query<{ seq: number; updated_at: string }>("SELECT seq, updated_at FROM runs WHERE id = $1 FOR UPDATE", [id]);
+      const row = res.rows[0];
+      if (!row) throw new SluiceError("RUN_NOT_FOUND", `no run '${id}'`, { runId: id });
+      if (row.seq !== expectedSeq) {
+        throw new ConflictError(`run '${id}' moved on: its journal ends at seq ${row.seq}, not ${expectedSeq}`, {
+          runId: id,
+          expectedSeq,
+          actualSeq: row.seq,
+        });
+      }
+      try {
+        await this.insertEvents(c, id, expectedSeq, events, encoded);
+      } catch (err) {
+        // Unreachable under the row lock, but a duplicate (run, seq) can only mean a lost race.
+        if (pgCode(err) === "23505") throw new ConflictError(`run '${id}' moved on past seq ${expectedSeq}`, { runId: id, expectedSeq });
+        throw err;
+      }
+      const seq = expectedSeq + events.length;
+      const updatedAt = Math.max(Number(row.updated_at), latestAt(events, Date.now()));
+      await c.query("UPDATE runs SET seq = $1, status = $2, wake_at = $3, updated_at = $4 WHERE id = $5", [
+        seq,
+        update.status,
+        update.wakeAt,
+        updatedAt,
+        id,
+      ]);
+      if (update.wakeAt !== null) await c.query("SELECT pg_notify($1, $2)", [WAKE_CHANNEL, id]);
+      return seq;
+    });
+  }
+
+  async setWakeAt(id: string, wakeAt: number | null): Promise<void> {
+    if (wakeAt !== null) checkTime(wakeAt, "wakeAt");
+    const found = await this.tx("setWakeAt", async (c) => {
+      const res = await c.query("UPDATE runs SET wake_at = $1 WHERE id = $2", [wakeAt, id]);
+      if (res.rowCount === 1 && wakeAt !== null) await c.query("SELECT pg_notify($1, $2)", [WAKE_CHANNEL, id]);
+      return res.rowCount === 1;
+    });
+    if (!found) throw new SluiceError("RUN_NOT_FOUND", `no run '${id}'`, { runId: id });
+  }
+
+  async listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
+    checkLimit(filter.limit, "limit");
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const arg = (v: unknown): string => {
+      args.push(v);
+      return `$${args.length}`;
+    };
+    if (filter.flow !== undefined) where.push(`flow = ${arg(filter.flow)}`);
+    if (filter.repo !== undefined) where.push(`repo = ${arg(filter.repo)}`);
+    if (filter.status !== undefined) {
+      if (filter.status.length === 0) return [];
+      where.push(`status = ANY(${arg(filter.status)}::text[])`);
+    }
+    if (filter.concurrencyGroup !== undefined) where.push(`concurrency_group = ${arg(filter.concurrencyGroup)}`);
+    let sql = `SELECT ${RUN_COLUMNS} FROM runs`;
+    if (where.length > 0) sql += ` WHERE ${where.join(" AND ")}`;
+    sql += " ORDER BY created_at DESC, ord DESC";
+    if (filter.limit !== undefined) sql += ` LIMIT ${arg(filter.limit)}`;
+    const res = await this.q<RunRow>("listRuns", sql, args);
+    return res.rows.map(toRecord);
+  }
+
+  async claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<RunRecord[]> {
+    checkTime(now, "now");
+    checkLimit(limit, "limit");
+    checkLease(owner, leaseMs);
+    if (limit === 0) return [];
+    const res = await this.q<RunRow>(
+      "claimDue",
+      `WITH due AS (
+         SELECT id FROM runs
+         WHERE wake_at IS NOT NULL AND wake_at <= $1
+           AND (lease_owner IS NULL OR lease_until <= $1)
+         ORDER BY wake_at, ord
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED
+       )
+       UPDATE runs SET lease_owner = $3, lease_until = $4
+       FROM due WHERE runs.id = due.id
+       RETURNING ${RUN_COLUMNS.split(", ").map((c) => `runs.${c}`).join(", ")}`,
+      [now, limit, owner, now + leaseMs],
+    );
+    return res.rows
+      .sort((a, b) => Number(a.wake_at) - Number(b.wake_at) || Number(a.ord) - Number(b.ord))
+      .map(toRecord);
+  }
+
+  async acquireLease(id: string, owner: string, now: number, leaseMs: number): Promise<boolean> {
+    checkTime(now, "now");
+    checkLease(owner, leaseMs);
+    const res = await this.q(
+      "acquireLease",
+      `UPDATE runs SET lease_owner = $2, lease_until = $3
+       WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until <= $4)`,
+      [id, owner, now + leaseMs, now],
+    );
+    return res.rowCount === 1;
+  }
+
+  async releaseLease(id: string, owner: string): Promise<void> {
+    await this.q("releaseLease", "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2", [id, owner]);
+  }
+
+  async nextWakeAt(now: number): Promise<number | null> {
+    checkTime(now, "now");
+    const res = await this.q<{ w: string | null }>(
+      "nextWakeAt",
+      "SELECT MIN(wake_at) AS w FROM runs WHERE wake_at IS NOT NULL AND (lease_owner IS NULL OR lease_until <= $1)",
+      [now],
+    );
+    const w = res.rows[0]?.w ?? null;
+    return w === null ? null : Number(w);
+  }
+
+  async findCallback(token: string): Promise<{ runId: string; step: string } | undefined> {
+    const res = await this.q<{ run_id: string; step: string }>("findCallback", "SELECT run_id, step FROM callback_tokens WHERE token = $1", [token]);
+    const row = res.rows[0];
+    return row ? { runId: row.run_id, step: row.step } : undefined;
+  }
+
+  async claimDelivery(id: string, now: number): Promise<boolean> {
+    checkTime(now, "now");
+    const res = await this.q("claimDelivery", "INSERT INTO deliveries (id, received_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING", [id, now]);
+    return res.rowCount === 1;
+  }
+
+  /**
+   * Read-modify-write of one kv key under its row lock. `next` gets the live entry (or undefined)
+   * and returns what to write; a key inserted concurrently makes the whole transaction start over.
+   */
+  private async kvUpdate(
+    what: string,
+    namespace: string,
+    key: string,
+    now: number,
+    next: (live: KvRow | undefined) => { value: string; version: number; expiresAt: number | null },
+  ): Promise<KvEntry> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.tx(what, async (c) => {
+          const res = await c.query<KvRow>("SELECT key, value, version, expires_at FROM kv WHERE namespace = $1 AND key = $2 FOR UPDATE", [
+            namespace,
+            key,
+          ]);
+          const row = res.rows[0];
+          const out = next(isLive(row, now) ? row : undefined);
+          if (row) {
+            await c.query("UPDATE kv SET value = $3::json, version = $4, expires_at = $5 WHERE namespace = $1 AND key = $2", [
+              namespace,
+              key,
+              out.value,
+              out.version,
+              out.expiresAt,
+            ]);
+          } else {
+            const ins = await c.query(
+              "INSERT INTO kv (namespace, key, value, version, expires_at) VALUES ($1, $2, $3::json, $4, $5) ON CONFLICT (namespace, key) DO NOTHING",
+              [namespace, key, out.value, out.version, out.expiresAt],
+            );
+            if (ins.rowCount !== 1) throw new KvRaced();
+          }
+          return { key, value: JSON.parse(out.value) as unknown, version: out.version, expiresAt: out.expiresAt };
+        });
+      } catch (err) {
+        if (err instanceof KvRaced && attempt < 10) continue;
+        if (err instanceof KvRaced) throw new SluiceError("STORE_ERROR", `kv key '${key}' is too contended to write`, { namespace, key });
+        throw err;
+      }
+    }
+  }
+
+  async kvGet(namespace: string, key: string, now: number): Promise<KvEntry | undefined> {
+    checkKey(namespace, key);
+    checkTime(now, "now");
+    const res = await this.q<KvRow>("kvGet", "SELECT key, value, version, expires_at FROM kv WHERE namespace = $1 AND key = $2", [namespace, key]);
+    const row = res.rows[0];
+    return isLive(row, now) ? toEntry(row) : undefined;
+  }
+
+  async kvSet(
+    namespace: string,
+    key: string,
+    value: unknown,
+    opts: { now: number; ttlMs?: number; ifVersion?: number },
+  ): Promise<KvEntry> {
+    checkKey(namespace, key);
+    checkTime(opts.now, "now");
+    checkTtl(opts.ttlMs);
+    checkIfVersion(opts.ifVersion);
+    const text = toJson(value, `the value of kv key '${key}'`);
+    return this.kvUpdate("kvSet", namespace, key, opts.now, (live) => {
+      const current = live?.version ?? 0;
+      if (opts.ifVersion !== undefined && opts.ifVersion !== current) {
+        throw new ConflictError(`kv key '${key}' is at version ${current}, not ${opts.ifVersion}`, {
+          namespace,
+          key,
+          expectedVersion: opts.ifVersion,
+          actualVersion: current,
+        });
+      }
+      return { value: text, version: current + 1, expiresAt: opts.ttlMs !== undefined ? opts.now + opts.ttlMs : null };
+    });
+  }
+
+  async kvDelete(namespace: string, key: string): Promise<boolean> {
+    checkKey(namespace, key);
+    const res = await this.q("kvDelete", "DELETE FROM kv WHERE namespace = $1 AND key = $2", [namespace, key]);
+    return res.rowCount === 1;
+  }
+
+  async kvIncr(namespace: string, key: string, by: number, now: number): Promise<KvEntry> {
+    checkKey(namespace, key);
+    checkTime(now, "now");
+    checkIncrement(by);
+    return this.kvUpdate("kvIncr", namespace, key, now, (live) => {
+      const next = incremented(live?.value, by, namespace, key);
+      return {
+        value: JSON.stringify(next),
+        version: (live?.version ?? 0) + 1,
+        expiresAt: live?.expires_at != null ? Number(live.expires_at) : null,
+      };
+    });
+  }
+
+  async kvList(namespace: string, now: number, prefix?: string): Promise<KvEntry[]> {
+    checkTime(now, "now");
+    const byPrefix = prefix !== undefined && prefix !== "";
+    const res = await this.q<KvRow>(
+      "kvList",
+      `SELECT key, value, version, expires_at FROM kv
+       WHERE namespace = $1 AND (expires_at IS NULL OR expires_at > $2) ${byPrefix ? "AND starts_with(key, $3)" : ""}
+       ORDER BY key COLLATE "C"`,
+      byPrefix ? [namespace, now, prefix] : [namespace, now],
+    );
+    return res.rows.map(toEntry);
+  }
+
+  /**
+   * Calls `listener(runId)` whenever a run is given a wake-up (created, appended or set with a
+   * non-null wakeAt), from any process on the database. Resolves once listening; the returned
+   * function stops it.
+   */
+  async onWake(listener: (runId: string) => void): Promise<() => Promise<void>> {
+    const client = new pg.Client(this.pool.options);
+    client.on("error", () => undefined);
+    try {
+      await client.connect();
+      client.on("notification", (msg) => {
+        if (msg.channel === WAKE_CHANNEL && msg.payload) listener(msg.payload);
+      });
+      await client.query(`LISTEN ${WAKE_CHANNEL}`);
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw storeError("LISTEN", err);
+    }
+    this.listeners.add(client);
+    return async () => {
+      if (!this.listeners.delete(client)) return;
+      await client.end().catch(() => undefined);
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const client of this.listeners) await client.end().catch(() => undefined);
+    this.listeners.clear();
+    await this.pool.end();
+  }
+}
+
+/** Connects to `url`, applies pending migrations, and returns the store. */
+export async function openPostgresRunStore(url: string, options: PostgresRunStoreOptions = {}): Promise<PostgresRunStore> {
+  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10 });
+  // An idle client losing its connection must not crash the process; the next query reports it.
+  pool.on("error", () => undefined);
+  try {
+    await migratePostgres(pool);
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
+  return new PostgresRunStore(pool);
+}

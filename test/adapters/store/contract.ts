@@ -1,0 +1,646 @@
+/**
+ * The RunStore contract: every adapter (SQLite, PostgreSQL) runs this one suite.
+ *
+ * `open()` returns a NEW store instance on the suite's ONE database each time it is called (two
+ * instances stand for two worker processes). The suite isolates its tests through the port alone:
+ * unique run ids, flows, repos and kv namespaces per test, and after each test every run's wake-up
+ * is cleared so the global queries (claimDue, nextWakeAt) start from an idle database.
+ * Every instance is closed (close() may be called twice: it must be idempotent); `cleanup()` runs
+ * after all tests, once the last store is closed.
+ */
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { randomUUID } from "node:crypto";
+import { ConflictError, SluiceError } from "../../../src/core/errors.js";
+import type { JournalEvent, Release } from "../../../src/core/engine/events.js";
+import type { NewRun, RunStatus, RunStore } from "../../../src/ports/run-store.js";
+
+/** A fixed, plausible clock: 2030-01-01T00:00:00Z. */
+const T0 = Date.UTC(2030, 0, 1);
+const RELEASE: Release = { sha: "a".repeat(40), ref: "refs/heads/main", kind: "live" };
+
+function uid(prefix: string): string {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
+function newRun(over: Partial<NewRun> = {}): NewRun {
+  return {
+    id: uid("run"),
+    flow: "deploy",
+    repo: "acme/widgets",
+    status: "queued",
+    release: RELEASE,
+    concurrencyGroup: null,
+    createdAt: T0,
+    wakeAt: null,
+    callbackTokens: [],
+    ...over,
+  };
+}
+
+function created(runId: string, at = T0): JournalEvent {
+  return {
+    type: "run_created",
+    at,
+    run_id: runId,
+    flow: { name: "deploy", on: { manual: {} }, steps: [] } as unknown as Extract<JournalEvent, { type: "run_created" }>["flow"],
+    config: {} as Extract<JournalEvent, { type: "run_created" }>["config"],
+    release: RELEASE,
+    repo: "acme/widgets",
+    inputs: { test: "ünïcode ✓ 🚀", n: 3, nested: { list: [1, "two", null, true] } },
+    trigger: { type: "manual", actor: "octocat" },
+    callbacks: {},
+  };
+}
+
+function started(step: string, at: number, attempt = 1): JournalEvent {
+  return { type: "step_started", at, step, attempt, key: `r:${step}:${attempt}`, effect: "read" };
+}
+
+function succeeded(step: string, at: number, outputs: Record<string, unknown> = {}): JournalEvent {
+  return { type: "step_succeeded", at, step, attempt: 1, outputs };
+}
+
+async function expectCode(p: Promise<unknown>, code: string): Promise<SluiceError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, `expected an error with code ${code}`).toBeInstanceOf(SluiceError);
+  expect((err as SluiceError).code).toBe(code);
+  return err as SluiceError;
+}
+
+export function runStoreContract(name: string, open: () => Promise<RunStore>, cleanup?: () => Promise<void>): void {
+  describe(`RunStore contract: ${name}`, () => {
+    let main: RunStore | undefined;
+    /** Instances a test opened besides the main one: closed after that test. */
+    const extras: RunStore[] = [];
+
+    async function store(): Promise<RunStore> {
+      main ??= await open();
+      return main;
+    }
+
+    async function another(): Promise<RunStore> {
+      const s = await open();
+      extras.push(s);
+      return s;
+    }
+
+    afterEach(async () => {
+      for (const s of extras.splice(0)) await s.close();
+      // Leave no run due or waking, so the next test's claimDue/nextWakeAt see only its own runs.
+      const s = await store();
+      for (const r of await s.listRuns()) if (r.wakeAt !== null) await s.setWakeAt(r.id, null);
+    });
+
+    afterAll(async () => {
+      await main?.close();
+      await cleanup?.();
+    });
+
+    describe("journals", () => {
+      it("creates a run with its first events and loads them back in order", async () => {
+        const s = await store();
+        const run = newRun({ status: "running", concurrencyGroup: "g-1", wakeAt: null });
+        const events: JournalEvent[] = [created(run.id), { type: "run_started", at: T0 + 1 }, started("a", T0 + 2)];
+        await s.createRun(run, events);
+
+        const rec = await s.getRun(run.id);
+        expect(rec).toEqual({
+          id: run.id,
+          flow: "deploy",
+          repo: "acme/widgets",
+          status: "running",
+          release: RELEASE,
+          concurrencyGroup: "g-1",
+          createdAt: T0,
+          updatedAt: T0,
+          wakeAt: null,
+          seq: 3,
+        });
+        const journal = await s.loadJournal(run.id);
+        expect(journal.map((e) => e.seq)).toEqual([1, 2, 3]);
+        expect(journal.map((e) => e.event)).toEqual(events);
+      });
+
+      it("keeps event JSON exactly, including unicode and nested values", async () => {
+        const s = await store();
+        const run = newRun();
+        const outputs = { body: { emoji: "🚀", quote: 'a "b" \\ c', big: 2 ** 53 - 1, neg: -0.5, arr: [[], {}] } };
+        await s.createRun(run, [created(run.id)]);
+        await s.append(run.id, 1, [succeeded("x", T0 + 5, outputs)], { status: "running", wakeAt: null });
+        const journal = await s.loadJournal(run.id);
+        expect(journal[1]).toEqual({ seq: 2, event: succeeded("x", T0 + 5, outputs) });
+      });
+
+      it("answers undefined and an empty journal for an unknown run", async () => {
+        const s = await store();
+        expect(await s.getRun("no-such-run")).toBeUndefined();
+        expect(await s.loadJournal("no-such-run")).toEqual([]);
+      });
+
+      it("refuses a duplicate run id and leaves the first run untouched", async () => {
+        const s = await store();
+        const run = newRun();
+        await s.createRun(run, [created(run.id)]);
+        const err = await expectCode(s.createRun({ ...run, flow: "other" }, [created(run.id), started("a", T0)]), "STATE_CONFLICT");
+        expect(err).toBeInstanceOf(ConflictError);
+        expect((await s.getRun(run.id))?.flow).toBe("deploy");
+        expect(await s.loadJournal(run.id)).toHaveLength(1);
+      });
+
+      it("refuses a duplicate run id from another store instance", async () => {
+        const [a, b] = [await store(), await another()];
+        const run = newRun();
+        await a.createRun(run, [created(run.id)]);
+        await expectCode(b.createRun(run, [created(run.id)]), "STATE_CONFLICT");
+      });
+
+      it("appends after the expected seq and returns the new last seq", async () => {
+        const s = await store();
+        const run = newRun();
+        await s.createRun(run, [created(run.id), { type: "run_started", at: T0 + 1 }]);
+        expect(await s.append(run.id, 2, [started("a", T0 + 2), succeeded("a", T0 + 3)], { status: "running", wakeAt: null })).toBe(4);
+        expect(await s.append(run.id, 4, [started("b", T0 + 4)], { status: "running", wakeAt: null })).toBe(5);
+        const journal = await s.loadJournal(run.id);
+        expect(journal.map((e) => [e.seq, e.event.type])).toEqual([
+          [1, "run_created"],
+          [2, "run_started"],
+          [3, "step_started"],
+          [4, "step_succeeded"],
+          [5, "step_started"],
+        ]);
+        expect((await s.getRun(run.id))?.seq).toBe(5);
+      });
+
+      it("throws ConflictError on a stale or future expected seq and changes nothing", async () => {
+        const s = await store();
+        const run = newRun({ wakeAt: T0 + 100 });
+        await s.createRun(run, [created(run.id), { type: "run_started", at: T0 + 1 }]);
+        for (const stale of [0, 1, 3, 99]) {
+          const err = await expectCode(s.append(run.id, stale, [started("a", T0 + 2)], { status: "failed", wakeAt: null }), "STATE_CONFLICT");
+          expect(err).toBeInstanceOf(ConflictError);
+        }
+        const rec = await s.getRun(run.id);
+        expect(rec?.seq).toBe(2);
+        expect(rec?.status).toBe("queued");
+        expect(rec?.wakeAt).toBe(T0 + 100);
+        expect(await s.loadJournal(run.id)).toHaveLength(2);
+      });
+
+      it("lets exactly one of two racing appends on the same seq win", async () => {
+        const [a, b] = [await store(), await another()];
+        const run = newRun();
+        await a.createRun(run, [created(run.id)]);
+        const results = await Promise.allSettled([
+          a.append(run.id, 1, [started("from-a", T0 + 1)], { status: "running", wakeAt: null }),
+          b.append(run.id, 1, [started("from-b", T0 + 1)], { status: "running", wakeAt: null }),
+        ]);
+        const won = results.filter((r) => r.status === "fulfilled");
+        const lost = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+        expect(won).toHaveLength(1);
+        expect(lost).toHaveLength(1);
+        expect(lost[0]?.reason).toBeInstanceOf(ConflictError);
+        const journal = await b.loadJournal(run.id);
+        expect(journal).toHaveLength(2);
+      });
+
+      it("appends from many concurrent writers never lose or duplicate an event", async () => {
+        const stores = [await store(), await another(), await another()];
+        const run = newRun();
+        await stores[0]!.createRun(run, [created(run.id)]);
+        // Each writer retries its CAS until it has appended 5 events of its own.
+        await Promise.all(
+          stores.map(async (s, w) => {
+            for (let i = 0; i < 5; ) {
+              const seq = (await s.getRun(run.id))!.seq;
+              try {
+                await s.append(run.id, seq, [started(`w${w}-${i}`, T0 + seq)], { status: "running", wakeAt: null });
+                i++;
+              } catch (err) {
+                if (!(err instanceof ConflictError)) throw err;
+              }
+            }
+          }),
+        );
+        const journal = await stores[0]!.loadJournal(run.id);
+        expect(journal.map((e) => e.seq)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+        const steps = journal.slice(1).map((e) => (e.event as { step: string }).step);
+        expect(new Set(steps).size).toBe(15);
+      });
+
+      it("rejects an append to an unknown run with RUN_NOT_FOUND", async () => {
+        const s = await store();
+        await expectCode(s.append("no-such-run", 0, [started("a", T0)], { status: "running", wakeAt: null }), "RUN_NOT_FOUND");
+      });
+
+      it("updates status, wakeAt and updatedAt in the same append", async () => {
+        const s = await store();
+        const run = newRun({ status: "queued", wakeAt: T0 });
+        await s.createRun(run, [created(run.id)]);
+        await s.append(run.id, 1, [{ type: "timer_started", at: T0 + 10, step: "nap", until: T0 + 60_000 }], {
+          status: "waiting",
+          wakeAt: T0 + 60_000,
+        });
+        let rec = await s.getRun(run.id);
+        expect(rec).toMatchObject({ status: "waiting", wakeAt: T0 + 60_000, seq: 2, updatedAt: T0 + 10, createdAt: T0 });
+
+        await s.append(run.id, 2, [{ type: "run_completed", at: T0 + 70_000, status: "succeeded", outputs: {} }], {
+          status: "succeeded",
+          wakeAt: null,
+        });
+        rec = await s.getRun(run.id);
+        expect(rec).toMatchObject({ status: "succeeded", wakeAt: null, seq: 3, updatedAt: T0 + 70_000 });
+      });
+
+      it("setWakeAt changes only the wake-up", async () => {
+        const s = await store();
+        const run = newRun({ status: "waiting", wakeAt: null });
+        await s.createRun(run, [created(run.id)]);
+        await s.setWakeAt(run.id, T0 + 5);
+        expect(await s.getRun(run.id)).toMatchObject({ wakeAt: T0 + 5, status: "waiting", seq: 1 });
+        await s.setWakeAt(run.id, null);
+        expect((await s.getRun(run.id))?.wakeAt).toBeNull();
+        await expectCode(s.setWakeAt("no-such-run", T0), "RUN_NOT_FOUND");
+      });
+    });
+
+    describe("listRuns", () => {
+      it("filters by flow, repo, status set and concurrency group, newest first, with a limit", async () => {
+        const s = await store();
+        const repo = uid("acme/list");
+        const make = async (flow: string, status: RunStatus, group: string | null, createdAt: number): Promise<string> => {
+          const run = newRun({ flow, repo, status, concurrencyGroup: group, createdAt });
+          await s.createRun(run, [created(run.id, createdAt)]);
+          return run.id;
+        };
+        const r1 = await make("build", "succeeded", null, T0 + 1);
+        const r2 = await make("deploy", "running", "prod", T0 + 2);
+        const r3 = await make("deploy", "waiting", "prod", T0 + 3);
+        const r4 = await make("deploy", "failed", "staging", T0 + 4);
+        const r5 = await make("build", "queued", "prod", T0 + 5);
+
+        const ids = async (f: Parameters<RunStore["listRuns"]>[0]): Promise<string[]> => (await s.listRuns({ repo, ...f })).map((r) => r.id);
+        expect(await ids({})).toEqual([r5, r4, r3, r2, r1]);
+        expect(await ids({ flow: "deploy" })).toEqual([r4, r3, r2]);
+        expect(await ids({ status: ["running", "waiting", "queued"] })).toEqual([r5, r3, r2]);
+        expect(await ids({ status: [] })).toEqual([]);
+        expect(await ids({ concurrencyGroup: "prod" })).toEqual([r5, r3, r2]);
+        expect(await ids({ concurrencyGroup: "prod", flow: "deploy", status: ["running"] })).toEqual([r2]);
+        expect(await ids({ limit: 2 })).toEqual([r5, r4]);
+        expect(await ids({ flow: "deploy", limit: 1 })).toEqual([r4]);
+        expect(await ids({ limit: 0 })).toEqual([]);
+        expect(await ids({ flow: "nope" })).toEqual([]);
+        expect((await s.listRuns({ repo: uid("acme/none") })).length).toBe(0);
+      });
+
+      it("orders runs created in the same millisecond by creation order", async () => {
+        const s = await store();
+        const repo = uid("acme/same-ms");
+        const ids: string[] = [];
+        for (let i = 0; i < 4; i++) {
+          const run = newRun({ repo, createdAt: T0 });
+          await s.createRun(run, [created(run.id)]);
+          ids.push(run.id);
+        }
+        expect((await s.listRuns({ repo })).map((r) => r.id)).toEqual(ids.reverse());
+      });
+
+      it("reflects appends in the listed status", async () => {
+        const s = await store();
+        const repo = uid("acme/status");
+        const run = newRun({ repo, status: "queued" });
+        await s.createRun(run, [created(run.id)]);
+        await s.append(run.id, 1, [{ type: "run_started", at: T0 + 1 }], { status: "running", wakeAt: null });
+        expect((await s.listRuns({ repo, status: ["queued"] })).length).toBe(0);
+        expect((await s.listRuns({ repo, status: ["running"] })).map((r) => r.id)).toEqual([run.id]);
+      });
+    });
+
+    describe("claimDue and leases", () => {
+      async function due(s: RunStore, wakeAt: number | null, createdAt = T0): Promise<string> {
+        const run = newRun({ wakeAt, createdAt, status: "queued" });
+        await s.createRun(run, [created(run.id)]);
+        return run.id;
+      }
+
+      it("claims only runs whose wakeAt has come, oldest wake-up first, up to the limit", async () => {
+        const s = await store();
+        const late = await due(s, T0 + 30);
+        const early = await due(s, T0 + 10);
+        const middle = await due(s, T0 + 20);
+        await due(s, T0 + 1_000); // not due yet
+        await due(s, null); // waits for a signal
+
+        const first = await s.claimDue("w1", T0 + 30, 60_000, 2);
+        expect(first.map((r) => r.id)).toEqual([early, middle]);
+        expect(first[0]).toMatchObject({ id: early, wakeAt: T0 + 10, status: "queued", seq: 1 });
+        const second = await s.claimDue("w1", T0 + 30, 60_000, 10);
+        expect(second.map((r) => r.id)).toEqual([late]);
+        expect(await s.claimDue("w1", T0 + 30, 60_000, 10)).toEqual([]);
+        expect(await s.claimDue("w2", T0 + 999, 60_000, 10)).toEqual([]);
+        expect(await s.claimDue("w1", T0 + 30, 60_000, 0)).toEqual([]);
+      });
+
+      it("claims a run wakeAt exactly equal to now", async () => {
+        const s = await store();
+        const id = await due(s, T0 + 50);
+        expect((await s.claimDue("w", T0 + 49, 1_000, 5)).map((r) => r.id)).toEqual([]);
+        expect((await s.claimDue("w", T0 + 50, 1_000, 5)).map((r) => r.id)).toEqual([id]);
+      });
+
+      it("never gives a leased run to another owner until the lease expires", async () => {
+        const [a, b] = [await store(), await another()];
+        const id = await due(a, T0);
+        expect((await a.claimDue("worker-a", T0 + 1, 10_000, 5)).map((r) => r.id)).toEqual([id]);
+        expect(await b.claimDue("worker-b", T0 + 2, 10_000, 5)).toEqual([]);
+        expect(await b.claimDue("worker-b", T0 + 10_000, 10_000, 5)).toEqual([]);
+        expect(await b.acquireLease(id, "worker-b", T0 + 10_000, 10_000)).toBe(false);
+        // The lease ran from T0+1 for 10 s: at T0+10_001 it has expired.
+        expect((await b.claimDue("worker-b", T0 + 10_001, 10_000, 5)).map((r) => r.id)).toEqual([id]);
+        expect(await a.claimDue("worker-a", T0 + 10_002, 10_000, 5)).toEqual([]);
+      });
+
+      it("does not hand a run back to its own owner through claimDue while the lease holds", async () => {
+        const s = await store();
+        const id = await due(s, T0);
+        expect((await s.claimDue("w", T0, 10_000, 5)).map((r) => r.id)).toEqual([id]);
+        expect(await s.claimDue("w", T0 + 1, 10_000, 5)).toEqual([]);
+      });
+
+      it("frees the run at once when the owner releases the lease, and only then", async () => {
+        const [a, b] = [await store(), await another()];
+        const id = await due(a, T0);
+        expect(await a.claimDue("worker-a", T0, 60_000, 5)).toHaveLength(1);
+        await b.releaseLease(id, "worker-b"); // not the owner: no effect
+        expect(await b.claimDue("worker-b", T0 + 1, 60_000, 5)).toEqual([]);
+        await a.releaseLease(id, "worker-a");
+        expect((await b.claimDue("worker-b", T0 + 2, 60_000, 5)).map((r) => r.id)).toEqual([id]);
+      });
+
+      it("splits due runs between two store instances racing for them, never both getting one", async () => {
+        const [a, b] = [await store(), await another()];
+        const ids = new Set<string>();
+        for (let i = 0; i < 40; i++) ids.add(await due(a, T0 + i));
+        const claimedBy = new Map<string, string>();
+        const worker = async (s: RunStore, owner: string): Promise<void> => {
+          for (;;) {
+            const got = await s.claimDue(owner, T0 + 100, 60_000, 3);
+            if (got.length === 0) return;
+            for (const r of got) {
+              expect(claimedBy.has(r.id), `run ${r.id} claimed by ${claimedBy.get(r.id)} and ${owner}`).toBe(false);
+              claimedBy.set(r.id, owner);
+            }
+          }
+        };
+        await Promise.all([worker(a, "a1"), worker(b, "b1"), worker(a, "a2"), worker(b, "b2")]);
+        expect(new Set(claimedBy.keys())).toEqual(ids);
+      });
+
+      it("acquireLease takes a free lease, renews its own, refuses another's until it expires", async () => {
+        const [a, b] = [await store(), await another()];
+        const id = await due(a, null);
+        expect(await a.acquireLease(id, "a", T0, 1_000)).toBe(true);
+        expect(await b.acquireLease(id, "b", T0 + 500, 1_000)).toBe(false);
+        expect(await a.acquireLease(id, "a", T0 + 900, 1_000)).toBe(true); // renewed to T0+1900
+        expect(await b.acquireLease(id, "b", T0 + 1_500, 1_000)).toBe(false);
+        expect(await b.acquireLease(id, "b", T0 + 1_900, 1_000)).toBe(true);
+        expect(await a.acquireLease(id, "a", T0 + 2_000, 1_000)).toBe(false);
+        await b.releaseLease(id, "b");
+        expect(await a.acquireLease(id, "a", T0 + 2_001, 1_000)).toBe(true);
+        expect(await a.acquireLease("no-such-run", "a", T0, 1_000)).toBe(false);
+      });
+
+      it("a lease taken by acquireLease keeps the run from claimDue", async () => {
+        const [a, b] = [await store(), await another()];
+        const id = await due(a, T0);
+        expect(await a.acquireLease(id, "a", T0, 5_000)).toBe(true);
+        expect(await b.claimDue("b", T0 + 1, 5_000, 5)).toEqual([]);
+        expect((await b.claimDue("b", T0 + 5_000, 5_000, 5)).map((r) => r.id)).toEqual([id]);
+      });
+
+      it("nextWakeAt is the earliest wake-up among runs not leased now", async () => {
+        const s = await store();
+        expect(await s.nextWakeAt(T0)).toBeNull();
+        const soon = await due(s, T0 + 100);
+        await due(s, T0 + 300);
+        await due(s, null);
+        expect(await s.nextWakeAt(T0)).toBe(T0 + 100);
+        expect(await s.acquireLease(soon, "w", T0, 1_000)).toBe(true);
+        expect(await s.nextWakeAt(T0)).toBe(T0 + 300);
+        expect(await s.nextWakeAt(T0 + 1_000)).toBe(T0 + 100); // the lease has expired
+        await s.setWakeAt(soon, T0 + 50);
+        await s.releaseLease(soon, "w");
+        expect(await s.nextWakeAt(T0)).toBe(T0 + 50);
+      });
+
+      it("rejects a bad lease owner or duration", async () => {
+        const s = await store();
+        await expectCode(s.claimDue("", T0, 1_000, 1), "INPUT_INVALID");
+        await expectCode(s.claimDue("w", T0, 0, 1), "INPUT_INVALID");
+        await expectCode(s.acquireLease("x", "w", T0, -5), "INPUT_INVALID");
+      });
+    });
+
+    describe("callback tokens and deliveries", () => {
+      it("finds the run and step of a callback token", async () => {
+        const [a, b] = [await store(), await another()];
+        const run = newRun({
+          callbackTokens: [
+            { token: uid("tok"), step: "result" },
+            { token: uid("tok"), step: "second" },
+          ],
+        });
+        await a.createRun(run, [created(run.id)]);
+        expect(await b.findCallback(run.callbackTokens[0]!.token)).toEqual({ runId: run.id, step: "result" });
+        expect(await b.findCallback(run.callbackTokens[1]!.token)).toEqual({ runId: run.id, step: "second" });
+        expect(await b.findCallback("no-such-token")).toBeUndefined();
+      });
+
+      it("refuses a token already used by another run, creating nothing", async () => {
+        const s = await store();
+        const token = uid("tok");
+        const first = newRun({ callbackTokens: [{ token, step: "a" }] });
+        await s.createRun(first, [created(first.id)]);
+        const second = newRun({ callbackTokens: [{ token, step: "b" }] });
+        await expectCode(s.createRun(second, [created(second.id)]), "STATE_CONFLICT");
+        expect(await s.getRun(second.id)).toBeUndefined();
+        expect(await s.loadJournal(second.id)).toEqual([]);
+        expect(await s.findCallback(token)).toEqual({ runId: first.id, step: "a" });
+      });
+
+      it("claims a delivery id once: a redelivery answers false, from any instance", async () => {
+        const [a, b] = [await store(), await another()];
+        const id = uid("delivery");
+        expect(await a.claimDelivery(id, T0)).toBe(true);
+        expect(await a.claimDelivery(id, T0 + 1)).toBe(false);
+        expect(await b.claimDelivery(id, T0 + 2)).toBe(false);
+        expect(await b.claimDelivery(uid("delivery"), T0)).toBe(true);
+      });
+
+      it("gives a delivery id to exactly one of many concurrent claimers", async () => {
+        const stores = [await store(), await another()];
+        const id = uid("delivery");
+        const results = await Promise.all(Array.from({ length: 10 }, (_, i) => stores[i % 2]!.claimDelivery(id, T0)));
+        expect(results.filter(Boolean)).toHaveLength(1);
+      });
+    });
+
+    describe("kv", () => {
+      it("sets and gets values with versions starting at 1", async () => {
+        const s = await store();
+        const ns = uid("acme/kv");
+        expect(await s.kvGet(ns, "k", T0)).toBeUndefined();
+        expect(await s.kvSet(ns, "k", { a: [1, "x"] }, { now: T0 })).toEqual({ key: "k", value: { a: [1, "x"] }, version: 1, expiresAt: null });
+        expect(await s.kvSet(ns, "k", "two", { now: T0 })).toMatchObject({ value: "two", version: 2 });
+        expect(await s.kvGet(ns, "k", T0)).toEqual({ key: "k", value: "two", version: 2, expiresAt: null });
+        for (const v of [null, 0, false, "", [], { deep: { x: "🚀" } }, 1.5]) {
+          const e = await s.kvSet(ns, "shapes", v, { now: T0 });
+          expect((await s.kvGet(ns, "shapes", T0))?.value).toEqual(v);
+          expect(e.value).toEqual(v);
+        }
+      });
+
+      it("keeps namespaces apart", async () => {
+        const s = await store();
+        const [n1, n2] = [uid("acme/a"), uid("acme/b")];
+        await s.kvSet(n1, "k", 1, { now: T0 });
+        expect(await s.kvGet(n2, "k", T0)).toBeUndefined();
+        await s.kvSet(n2, "k", 2, { now: T0 });
+        expect((await s.kvGet(n1, "k", T0))?.value).toBe(1);
+        expect(await s.kvList(n2, T0)).toEqual([{ key: "k", value: 2, version: 1, expiresAt: null }]);
+      });
+
+      it("sets only on a matching ifVersion (0: absent), else throws ConflictError and keeps the value", async () => {
+        const [a, b] = [await store(), await another()];
+        const ns = uid("acme/cas");
+        await expectCode(a.kvSet(ns, "k", "x", { now: T0, ifVersion: 1 }), "STATE_CONFLICT");
+        expect(await a.kvGet(ns, "k", T0)).toBeUndefined();
+        expect((await a.kvSet(ns, "k", "v1", { now: T0, ifVersion: 0 })).version).toBe(1);
+        const err = await expectCode(b.kvSet(ns, "k", "again", { now: T0, ifVersion: 0 }), "STATE_CONFLICT");
+        expect(err).toBeInstanceOf(ConflictError);
+        expect((await b.kvSet(ns, "k", "v2", { now: T0, ifVersion: 1 })).version).toBe(2);
+        await expectCode(a.kvSet(ns, "k", "stale", { now: T0, ifVersion: 1 }), "STATE_CONFLICT");
+        expect(await a.kvGet(ns, "k", T0)).toMatchObject({ value: "v2", version: 2 });
+      });
+
+      it("lets one of several racing ifVersion writers win", async () => {
+        const stores = [await store(), await another()];
+        const ns = uid("acme/race");
+        const results = await Promise.allSettled(
+          Array.from({ length: 8 }, (_, i) => stores[i % 2]!.kvSet(ns, "lock", `holder-${i}`, { now: T0, ifVersion: 0 })),
+        );
+        expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+        for (const r of results) if (r.status === "rejected") expect(r.reason).toBeInstanceOf(ConflictError);
+        expect((await stores[0]!.kvGet(ns, "lock", T0))?.version).toBe(1);
+      });
+
+      it("expires a key at its TTL: it reads as absent and its next set starts at version 1", async () => {
+        const s = await store();
+        const ns = uid("acme/ttl");
+        await s.kvSet(ns, "k", "a", { now: T0 });
+        const e = await s.kvSet(ns, "k", "b", { now: T0, ttlMs: 1_000 });
+        expect(e).toEqual({ key: "k", value: "b", version: 2, expiresAt: T0 + 1_000 });
+        expect(await s.kvGet(ns, "k", T0 + 999)).toMatchObject({ value: "b", version: 2, expiresAt: T0 + 1_000 });
+        expect(await s.kvGet(ns, "k", T0 + 1_000)).toBeUndefined();
+        expect(await s.kvList(ns, T0 + 1_000)).toEqual([]);
+        expect((await s.kvList(ns, T0 + 999)).map((x) => x.key)).toEqual(["k"]);
+        await expectCode(s.kvSet(ns, "k", "c", { now: T0 + 2_000, ifVersion: 2 }), "STATE_CONFLICT");
+        expect(await s.kvSet(ns, "k", "c", { now: T0 + 2_000, ifVersion: 0 })).toEqual({ key: "k", value: "c", version: 1, expiresAt: null });
+        expect(await s.kvGet(ns, "k", T0 + 10_000_000)).toMatchObject({ value: "c", version: 1, expiresAt: null });
+      });
+
+      it("a set without ttl clears an earlier ttl", async () => {
+        const s = await store();
+        const ns = uid("acme/ttl2");
+        await s.kvSet(ns, "k", 1, { now: T0, ttlMs: 10 });
+        expect((await s.kvSet(ns, "k", 2, { now: T0 + 5 })).expiresAt).toBeNull();
+        expect((await s.kvGet(ns, "k", T0 + 100))?.value).toBe(2);
+      });
+
+      it("increments atomically, from 0 when absent or expired, keeping a live TTL", async () => {
+        const s = await store();
+        const ns = uid("acme/incr");
+        expect(await s.kvIncr(ns, "n", 1, T0)).toEqual({ key: "n", value: 1, version: 1, expiresAt: null });
+        expect(await s.kvIncr(ns, "n", 5, T0)).toEqual({ key: "n", value: 6, version: 2, expiresAt: null });
+        expect(await s.kvIncr(ns, "n", -2.5, T0)).toMatchObject({ value: 3.5, version: 3 });
+        await s.kvSet(ns, "t", 10, { now: T0, ttlMs: 100 });
+        expect(await s.kvIncr(ns, "t", 1, T0 + 50)).toEqual({ key: "t", value: 11, version: 2, expiresAt: T0 + 100 });
+        expect(await s.kvIncr(ns, "t", 1, T0 + 100)).toEqual({ key: "t", value: 1, version: 1, expiresAt: null });
+      });
+
+      it("loses no increment under concurrency from two instances", async () => {
+        const stores = [await store(), await another()];
+        const ns = uid("acme/counter");
+        const results = await Promise.all(Array.from({ length: 30 }, (_, i) => stores[i % 2]!.kvIncr(ns, "hits", 1, T0)));
+        expect(results.map((r) => r.value).sort((x, y) => Number(x) - Number(y))).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+        expect(await stores[1]!.kvGet(ns, "hits", T0)).toMatchObject({ value: 30, version: 30 });
+      });
+
+      it("refuses to increment a non-number with KV_NOT_A_NUMBER", async () => {
+        const s = await store();
+        const ns = uid("acme/nan");
+        await s.kvSet(ns, "s", "text", { now: T0 });
+        await expectCode(s.kvIncr(ns, "s", 1, T0), "KV_NOT_A_NUMBER");
+        expect(await s.kvGet(ns, "s", T0)).toMatchObject({ value: "text", version: 1 });
+        await expectCode(s.kvIncr(ns, "s", Number.NaN, T0), "INPUT_INVALID");
+      });
+
+      it("lists live keys in key order, optionally by prefix (case-sensitive, literal)", async () => {
+        const s = await store();
+        const ns = uid("acme/list");
+        for (const k of ["b/2", "a", "b/1", "B/3", "b%x", "b_y", "c"]) await s.kvSet(ns, k, k, { now: T0 });
+        await s.kvSet(ns, "b/gone", 0, { now: T0, ttlMs: 1 });
+        expect((await s.kvList(ns, T0 + 1)).map((e) => e.key)).toEqual(["B/3", "a", "b%x", "b/1", "b/2", "b_y", "c"]);
+        expect((await s.kvList(ns, T0 + 1, "b/")).map((e) => e.key)).toEqual(["b/1", "b/2"]);
+        expect((await s.kvList(ns, T0, "b/")).map((e) => e.key)).toEqual(["b/1", "b/2", "b/gone"]);
+        expect((await s.kvList(ns, T0 + 1, "b%")).map((e) => e.key)).toEqual(["b%x"]);
+        expect((await s.kvList(ns, T0 + 1, "b_")).map((e) => e.key)).toEqual(["b_y"]);
+        expect((await s.kvList(ns, T0 + 1, "zzz")).map((e) => e.key)).toEqual([]);
+        expect((await s.kvList(ns, T0 + 1, "b/1"))[0]).toEqual({ key: "b/1", value: "b/1", version: 1, expiresAt: null });
+      });
+
+      it("deletes a key: true when it existed, false otherwise; a later set starts at version 1", async () => {
+        const s = await store();
+        const ns = uid("acme/del");
+        await s.kvSet(ns, "k", 1, { now: T0 });
+        await s.kvSet(ns, "k", 2, { now: T0 });
+        expect(await s.kvDelete(ns, "k")).toBe(true);
+        expect(await s.kvDelete(ns, "k")).toBe(false);
+        expect(await s.kvGet(ns, "k", T0)).toBeUndefined();
+        expect((await s.kvSet(ns, "k", 3, { now: T0 })).version).toBe(1);
+      });
+
+      it("rejects bad keys, ttl, if_version and unserialisable values with INPUT_INVALID", async () => {
+        const s = await store();
+        const ns = uid("acme/bad");
+        await expectCode(s.kvSet(ns, "", 1, { now: T0 }), "INPUT_INVALID");
+        await expectCode(s.kvSet("", "k", 1, { now: T0 }), "INPUT_INVALID");
+        await expectCode(s.kvSet(ns, "k", 1, { now: T0, ttlMs: 0 }), "INPUT_INVALID");
+        await expectCode(s.kvSet(ns, "k", 1, { now: T0, ifVersion: -1 }), "INPUT_INVALID");
+        const cyclic: Record<string, unknown> = {};
+        cyclic.self = cyclic;
+        await expectCode(s.kvSet(ns, "k", cyclic, { now: T0 }), "INPUT_INVALID");
+        await expectCode(s.kvSet(ns, "k", 10n, { now: T0 }), "INPUT_INVALID");
+        expect(await s.kvGet(ns, "k", T0)).toBeUndefined();
+      });
+    });
+
+    describe("durability across instances", () => {
+      it("a new instance on the same database sees everything an earlier one wrote", async () => {
+        const a = await another();
+        const run = newRun({ wakeAt: null });
+        const ns = uid("acme/durable");
+        await a.createRun(run, [created(run.id)]);
+        await a.append(run.id, 1, [{ type: "run_started", at: T0 + 1 }], { status: "running", wakeAt: null });
+        await a.kvSet(ns, "k", { v: 1 }, { now: T0 });
+        await a.close();
+        const b = await another();
+        expect((await b.getRun(run.id))?.status).toBe("running");
+        expect(await b.loadJournal(run.id)).toHaveLength(2);
+        expect((await b.kvGet(ns, "k", T0))?.value).toEqual({ v: 1 });
+      });
+    });
+  });
+}

@@ -57,6 +57,7 @@ export async function openLocal(cwd: string, env: NodeJS.ProcessEnv): Promise<Lo
     secrets,
     logger: createLogger(env.LOG_LEVEL),
     mode: "local",
+    ...(env.SLUICE_LEASE_MS ? { leaseMs: Number(env.SLUICE_LEASE_MS) } : {}),
     ...(env.SLUICE_PUBLIC_URL ? { publicUrl: env.SLUICE_PUBLIC_URL } : {}),
     github: (repo, connection, names) => localGitHub(repo, connection, names),
     readFile: (_repo, sha, path) => source.readFile(sha, path),

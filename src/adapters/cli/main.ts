@@ -1,24 +1,9 @@
 /** The `sluice` command line: parse, dispatch to one module per command, print the report. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { openLocal, type Local } from "../../app/local.js";
+import type { Local } from "../../app/local.js";
 import { SluiceError } from "../../core/errors.js";
-import { flowsList, kvCommand, resourcesGet, schemaCommand, secretsCommand } from "./data.js";
+import { parseDuration } from "../../core/flow/duration.js";
 import { EXIT, errorReport, print, usage, type Io, type Report } from "./output.js";
-import {
-  actor,
-  callbackCommand,
-  decideCommand,
-  gatesExplain,
-  gatesList,
-  runCommand,
-  runsCancel,
-  runsEvents,
-  runsList,
-  runsRetry,
-  runsShow,
-} from "./runs.js";
-import { validateCommand } from "./validate.js";
-import { workerCommand } from "./worker.js";
 
 export const HELP = `sluice — flows in .github/flows/, run by the same engine locally and in a GitHub App
 
@@ -37,7 +22,7 @@ usage: sluice <command> [--json]
   resources get <ref> [-o FILE]
   kv get <key> | kv set <key> <value> [--ttl D] [--if-version N] | kv list [prefix]
   secrets set NAME | secrets list
-  worker [--once]                        timers, retries, detached runs
+  worker [--once] [--poll 1s]            timers, retries, detached runs
   serve                                  the GitHub App server
 
 exit codes: 0 ok, 1 failed, 2 usage, 3 waiting, 4 not found, 5 infrastructure`;
@@ -64,7 +49,7 @@ const OPTIONS: Record<string, ParseArgsConfig["options"]> = {
   resources: { output: { type: "string", short: "o" } },
   kv: { ttl: { type: "string" }, "if-version": { type: "string" } },
   secrets: {},
-  worker: { once: { type: "boolean" } },
+  worker: { once: { type: "boolean" }, poll: { type: "string" } },
   serve: {},
 };
 
@@ -114,7 +99,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     return EXIT.ok;
   }
   let local: Local | undefined;
-  const needLocal = async () => (local ??= await openLocal(io.cwd, io.env));
+  const needLocal = async () => (local ??= await (await import("../../app/local.js")).openLocal(io.cwd, io.env));
   try {
     const report = await dispatch(command, positionals, values, io, needLocal, json);
     return print(report, io, json);
@@ -126,11 +111,22 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
 }
 
+function durationArg(flag: string, text: string): number {
+  try {
+    return parseDuration(text);
+  } catch {
+    throw usage(`${flag} takes a duration such as 500ms or 2s, got '${text}'`);
+  }
+}
+
 function str(v: Values[string]): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
 async function dispatch(command: string, args: string[], v: Values, io: Io, needLocal: () => Promise<Local>, json: boolean): Promise<Report> {
+  // Command modules load on demand: \`sluice validate\` never loads the store or the executors.
+  const { flowsList, kvCommand, resourcesGet, schemaCommand, secretsCommand } = await import("./data.js");
+  const { validateCommand } = await import("./validate.js");
   const one = (what: string) => {
     const x = args[1] ?? args[0];
     if (!x) throw usage(`sluice ${command} needs ${what}`);
@@ -145,6 +141,7 @@ async function dispatch(command: string, args: string[], v: Values, io: Io, need
       if (args[0] !== "list") throw usage("sluice flows list [--ref REF]");
       return flowsList(await needLocal(), str(v.ref));
     case "run": {
+      const { runCommand } = await import("./runs.js");
       if (!args[0]) throw usage("sluice run <flow> [--ref REF] [--input k=v]…");
       return runCommand(
         await needLocal(),
@@ -162,6 +159,7 @@ async function dispatch(command: string, args: string[], v: Values, io: Io, need
       );
     }
     case "runs": {
+      const { actor, runsCancel, runsEvents, runsList, runsRetry, runsShow } = await import("./runs.js");
       const rt = (await needLocal()).runtime;
       const sub = args[0];
       const id = () => {
@@ -188,6 +186,7 @@ async function dispatch(command: string, args: string[], v: Values, io: Io, need
     }
     case "approve":
     case "reject": {
+      const { actor, decideCommand } = await import("./runs.js");
       if (!args[0]) throw usage(`sluice ${command} <run> [--step ID] [--as LOGIN]`);
       const rt = (await needLocal()).runtime;
       return decideCommand(rt, args[0], command, {
@@ -198,12 +197,14 @@ async function dispatch(command: string, args: string[], v: Values, io: Io, need
       });
     }
     case "gates": {
+      const { gatesExplain, gatesList } = await import("./runs.js");
       const rt = (await needLocal()).runtime;
       if (args[0] === "list") return gatesList(rt);
       if (args[0] === "explain") return gatesExplain(rt, one("a run id"));
       throw usage("sluice gates list | gates explain <run>");
     }
     case "callback": {
+      const { callbackCommand } = await import("./runs.js");
       if (!args[0] || !args[1]) throw usage("sluice callback <run> <step> [--body JSON]");
       return callbackCommand((await needLocal()).runtime, args[0], args[1], str(v.body));
     }
@@ -215,7 +216,7 @@ async function dispatch(command: string, args: string[], v: Values, io: Io, need
     case "secrets":
       return secretsCommand(await needLocal(), args[0], args.slice(1), io);
     case "worker":
-      return workerCommand(await needLocal(), { once: v.once === true }, io);
+      return (await import("./worker.js")).workerCommand(await needLocal(), { once: v.once === true, ...(str(v.poll) ? { pollMs: durationArg("--poll", str(v.poll)!) } : {}) }, io);
     case "serve":
       throw new SluiceError("USAGE", "sluice serve is not available yet in this build");
     default:

@@ -2,7 +2,7 @@
 import type { Local } from "../../app/local.js";
 import { EXIT, type Io, type Report } from "./output.js";
 
-export async function workerCommand(local: Local, opts: { once: boolean }, io: Io): Promise<Report> {
+export async function workerCommand(local: Local, opts: { once: boolean; pollMs?: number }, io: Io): Promise<Report> {
   const rt = local.runtime;
   if (opts.once) {
     let total = 0;
@@ -14,6 +14,6 @@ export async function workerCommand(local: Local, opts: { once: boolean }, io: I
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
   io.stderr(`worker ${rt.workerId} started (Ctrl-C stops it)\n`);
-  await rt.work(controller.signal);
+  await rt.work(controller.signal, opts.pollMs);
   return { kind: "Worker", ok: true, data: { worker: rt.workerId }, exitCode: EXIT.ok, human: `worker ${rt.workerId} stopped` };
 }

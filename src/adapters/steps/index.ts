@@ -1,16 +1,32 @@
 /**
  * The one registry of step executors. `sleep` and `wait` are not here: the engine turns them
- * into timers and gates.
+ * into timers and gates. Each executor's module (and its client library: pg, ssh2, QuickJS…)
+ * loads on first use, so a CLI command that runs no such step does not pay for it.
  */
 import type { StepKind } from "../../core/flow/types.js";
 import type { StepExecutor } from "../../ports/step-executor.js";
-import { httpExecutor } from "./http.js";
-import { kvExecutor } from "./kv.js";
-import { llmExecutor } from "./llm.js";
-import { notifyExecutor } from "./notify.js";
-import { searchExecutor } from "./search.js";
-import { sshExecutor } from "./ssh.js";
+
+const LOADERS: Partial<Record<StepKind, () => Promise<StepExecutor>>> = {
+  http: async () => (await import("./http.js")).httpExecutor,
+  llm: async () => (await import("./llm.js")).llmExecutor,
+  search: async () => (await import("./search.js")).searchExecutor,
+  notify: async () => (await import("./notify.js")).notifyExecutor,
+  kv: async () => (await import("./kv.js")).kvExecutor,
+  function: async () => (await import("./function.js")).functionExecutor,
+  ssh: async () => (await import("./ssh.js")).sshExecutor,
+};
+
+function lazy(kind: StepKind, load: () => Promise<StepExecutor>): StepExecutor {
+  let loaded: Promise<StepExecutor> | undefined;
+  return {
+    kind,
+    async execute(params, ctx) {
+      loaded ??= load();
+      return (await loaded).execute(params, ctx);
+    },
+  };
+}
 
 export function defaultExecutors(): ReadonlyMap<StepKind, StepExecutor> {
-  return new Map([httpExecutor, kvExecutor, llmExecutor, notifyExecutor, searchExecutor, sshExecutor].map((e) => [e.kind, e]));
+  return new Map(Object.entries(LOADERS).map(([kind, load]) => [kind as StepKind, lazy(kind as StepKind, load)]));
 }

@@ -94,7 +94,8 @@ function schemaDiagnostics(errors: ErrorObject[], code: string, add: Add): void 
   }
   const seen = new Set<string>();
   for (const e of errors) {
-    if (dropped.has(e)) continue;
+    // A failed if/then reports the `then` error and an `if` error beside it: one mistake.
+    if (dropped.has(e) || e.keyword === "if") continue;
     let pointer = e.instancePath;
     let key = false;
     let message = replaced.get(e) ?? `${pointer || "the document"} ${e.message ?? "is invalid"}`;
@@ -133,17 +134,20 @@ interface StringSite {
   condition: boolean;
 }
 
-function collectStrings(value: unknown, pointer: string, out: StringSite[], condition = false): void {
-  if (typeof value === "string") out.push({ pointer, value, condition });
+function collectStrings(value: unknown, pointer: string, out: StringSite[]): void {
+  if (typeof value === "string") out.push({ pointer, value, condition: CONDITION_AT.test(pointer) });
   else if (Array.isArray(value)) value.forEach((v, i) => collectStrings(v, `${pointer}/${i}`, out));
   else if (isObject(value)) {
-    for (const [k, v] of Object.entries(value)) collectStrings(v, `${pointer}/${escapePointer(k)}`, out, k === "if");
+    for (const [k, v] of Object.entries(value)) collectStrings(v, `${pointer}/${escapePointer(k)}`, out);
   }
 }
 
+/** Where a bare string is an `if:` condition (an expression even without `${{ }}`). */
+const CONDITION_AT = /^(\/steps\/\d+\/if|\/on\/github\/\d+\/if|\/steps\/\d+\/wait\/event\/github\/if)$/;
+
 const STEP_FIELDS = new Set(["outputs", "outcome", "conclusion"]);
 
-function checkExpressions(raw: Record<string, unknown>, add: Add): void {
+function checkExpressions(raw: Record<string, unknown>, sites: StringSite[], add: Add): void {
   const steps = Array.isArray(raw.steps) ? raw.steps : [];
   const stepIndex = new Map<string, number>();
   const callbackSteps = new Set<string>();
@@ -156,8 +160,6 @@ function checkExpressions(raw: Record<string, unknown>, add: Add): void {
   const manual = isObject(on.manual) ? on.manual : {};
   const inputs = isObject(manual.inputs) ? manual.inputs : {};
 
-  const sites: StringSite[] = [];
-  collectStrings(raw, "", sites);
   for (const site of sites) {
     const spans = findExpressions(site.value);
     const sources: string[] = [];
@@ -221,22 +223,25 @@ function checkExpressions(raw: Record<string, unknown>, add: Add): void {
   }
 }
 
-const DURATION_KEYS = new Set(["timeout", "initial", "max", "after", "ttl"]);
+/** The places that hold durations; anything else (bodies, inputs, values) is the user's data. */
+const DURATION_AT = [
+  /^\/timeout$/,
+  /^\/steps\/\d+\/(timeout|sleep)$/,
+  /^\/steps\/\d+\/retry\/(initial|max)$/,
+  /^\/steps\/\d+\/wait\/(approval|callback|event)\/timeout$/,
+  /^\/steps\/\d+\/wait\/approval\/escalate\/\d+\/after$/,
+  /^\/steps\/\d+\/kv\/set\/ttl$/,
+  /^\/steps\/\d+\/(function|ssh)\/timeout$/,
+];
 
 function isExpression(v: string): boolean {
   return v.includes("${{");
 }
 
-function checkDurations(value: unknown, pointer: string, add: Add, parentKey?: string): void {
-  if (Array.isArray(value)) value.forEach((v, i) => checkDurations(v, `${pointer}/${i}`, add));
-  else if (isObject(value)) {
-    for (const [k, v] of Object.entries(value)) {
-      const p = `${pointer}/${escapePointer(k)}`;
-      const isDurationKey = DURATION_KEYS.has(k) && !(k === "max" && parentKey !== "retry");
-      if (typeof v === "string" && (isDurationKey || k === "sleep") && !isExpression(v) && !isDuration(v)) {
-        add("DURATION_INVALID", `'${v}' is not a duration: use a number and a unit (500ms, 30s, 10m, 8h, 7d)`, p);
-      } else if (typeof v === "object") checkDurations(v, p, add, k);
-    }
+function checkDurations(sites: StringSite[], add: Add): void {
+  for (const { pointer, value } of sites) {
+    if (!DURATION_AT.some((re) => re.test(pointer)) || isExpression(value) || isDuration(value)) continue;
+    add("DURATION_INVALID", `'${value}' is not a duration: use a number and a unit (500ms, 30s, 10m, 8h, 7d)`, pointer);
   }
 }
 
@@ -353,8 +358,10 @@ export function validateFlow(text: string, opts: { file?: string; config?: Confi
     if (seen.has(s.id)) add("STEP_ID_DUPLICATE", `step id '${s.id}' is used by an earlier step`, `/steps/${i}/id`);
     seen.add(s.id);
   });
-  checkExpressions(raw, add);
-  checkDurations(raw, "", add);
+  const sites: StringSite[] = [];
+  collectStrings(raw, "", sites);
+  checkExpressions(raw, sites, add);
+  checkDurations(sites, add);
   checkSchedules(raw, add);
 
   const flow = schemaOk ? normaliseFlow(raw, opts.file) : undefined;

@@ -14,6 +14,8 @@ const LOADERS: Partial<Record<StepKind, () => Promise<StepExecutor>>> = {
   kv: async () => (await import("./kv.js")).kvExecutor,
   function: async () => (await import("./function.js")).functionExecutor,
   ssh: async () => (await import("./ssh.js")).sshExecutor,
+  db: async () => (await import("./db.js")).dbExecutor,
+  github: async () => (await import("./github.js")).githubExecutor,
 };
 
 function lazy(kind: StepKind, load: () => Promise<StepExecutor>): StepExecutor {

@@ -202,8 +202,9 @@ export class Runtime {
             state = fold(events);
             this.emit(id, [started], state);
             const result = await this.execute(state, turn, () => seq);
-            // A signal (a callback, a cancel) may have been appended meanwhile: the result
-            // still stands, so append it after whatever came.
+            // A signal (a callback, a cancel) may have been appended meanwhile: the result still
+            // stands if the attempt is still the one in flight. If another worker took the run
+            // over (our lease lapsed), the attempt was superseded: drop the result and stop.
             for (let tries = 0; ; tries++) {
               try {
                 seq = await this.store.append(id, seq, [result], { status: "running", wakeAt: this.now() });
@@ -211,6 +212,10 @@ export class Runtime {
               } catch (e) {
                 if (!(e instanceof ConflictError) || tries > 20) throw e;
                 ({ record, events, seq, state } = await this.load(id));
+                if (state.completed || state.steps[turn.step.id]?.inFlight?.attempt !== turn.attempt) {
+                  this.logger.warn("attempt superseded by another worker; its result is dropped", { run: id, step: turn.step.id, attempt: turn.attempt });
+                  return;
+                }
               }
             }
             events = events.concat([result]);
@@ -313,7 +318,9 @@ export class Runtime {
   /** Keeps the lease while a step works, and aborts the step when the run was cancelled. */
   private async heartbeat(id: string, seq: number, controller: AbortController): Promise<void> {
     try {
-      await this.store.acquireLease(id, this.workerId, this.now(), this.leaseMs);
+      if (!(await this.store.acquireLease(id, this.workerId, this.now(), this.leaseMs))) {
+        this.logger.warn("lease lost while a step works: another worker may take the run over", { run: id });
+      }
       const record = await this.store.getRun(id);
       if (record && record.seq > seq) {
         const tail = (await this.store.loadJournal(id)).filter((s) => s.seq > seq);
@@ -390,8 +397,15 @@ export class Runtime {
       const next = await this.store.nextWakeAt(this.now());
       const delay = Math.max(10, Math.min(pollMs, next === null ? pollMs : next - this.now()));
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, delay);
-        signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+        const onAbort = () => {
+          clearTimeout(t);
+          resolve();
+        };
+        const t = setTimeout(() => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        }, delay);
+        signal.addEventListener("abort", onAbort, { once: true });
       });
     }
   }

@@ -52,6 +52,16 @@ export interface RunFilter {
   limit?: number;
 }
 
+export interface Delivery {
+  id: string;
+  /** `issue_comment`, `push`, `schedule`… */
+  event: string;
+  payload: unknown;
+  receivedAt: number;
+  attempts: number;
+  lastError: string | null;
+}
+
 export interface KvEntry {
   key: string;
   value: unknown;
@@ -93,8 +103,25 @@ export interface RunStore {
   /** The earliest wakeAt among runs not leased at `now`, or null: lets a worker sleep precisely. */
   nextWakeAt(now: number): Promise<number | null>;
   findCallback(token: string): Promise<{ runId: string; step: string } | undefined>;
-  /** Records a webhook delivery id; false when it was already recorded (a redelivery). */
-  claimDelivery(id: string, now: number): Promise<boolean>;
+
+  // Inbox: webhook deliveries and schedule ticks, recorded before they are answered and
+  // processed from the store, so a crash after the answer loses nothing.
+  /** Records a delivery with its payload, once: false when the id was already recorded (a redelivery). */
+  recordDelivery(d: { id: string; event: string; payload: unknown; receivedAt: number }): Promise<boolean>;
+  /**
+   * Leases up to `limit` unprocessed deliveries that are due (retryAt null or <= now) and whose
+   * lease is free or expired, oldest first, adding one to their attempts.
+   */
+  claimDeliveries(owner: string, now: number, leaseMs: number, limit: number): Promise<Delivery[]>;
+  /** Marks a delivery processed; with `retryAt`, releases it for a later attempt instead. */
+  finishDelivery(id: string, outcome: { error?: string; retryAt?: number }): Promise<void>;
+
+  // Outbox: what has been reported outside the engine (a check run) for each run.
+  /** Runs whose journal moved past what was reported (seq > reportedSeq; never reported: 0), oldest change first. */
+  listUnreported(limit: number): Promise<{ runId: string; repo: string; seq: number; reportedSeq: number; report: unknown }[]>;
+  getReport(runId: string): Promise<{ reportedSeq: number; report: unknown } | undefined>;
+  /** Records that the run was reported up to `seq`, with the reporter's data (check run id…). Never moves backwards. */
+  markReported(runId: string, seq: number, report: unknown): Promise<void>;
 
   kvGet(namespace: string, key: string, now: number): Promise<KvEntry | undefined>;
   /**

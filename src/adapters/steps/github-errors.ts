@@ -15,6 +15,9 @@ export function requireGitHub(ctx: Pick<StepContext, "github">, what: string): G
   return ctx.github;
 }
 
+/** When GitHub names no wait for a rate limit, wait this long. */
+export const DEFAULT_RATE_LIMIT_WAIT_MS = 60_000;
+
 export function githubError(what: string, err: unknown, now: number): SluiceError {
   if (err instanceof SluiceError) return err;
   const e = err as { status?: unknown; message?: unknown; response?: { headers?: Record<string, unknown> } };
@@ -26,10 +29,14 @@ export function githubError(what: string, err: unknown, now: number): SluiceErro
   const retryAfter = header(headers, "retry-after");
   const remaining = header(headers, "x-ratelimit-remaining");
   const reset = header(headers, "x-ratelimit-reset");
-  if (status === 429 || (status === 403 && (retryAfter !== undefined || remaining === "0"))) {
-    let ms = 60_000;
+  // GitHub says to wait at least a minute after a secondary rate limit that names no wait: a
+  // 403 whose message says "rate limit" with neither retry-after nor an exhausted quota.
+  const rateLimited = status === 429 || (status === 403 && (retryAfter !== undefined || remaining === "0" || /rate limit/i.test(message)));
+  if (rateLimited) {
+    let ms = DEFAULT_RATE_LIMIT_WAIT_MS;
     if (retryAfter !== undefined && /^[0-9]+$/.test(retryAfter)) ms = Number(retryAfter) * 1000;
-    else if (reset !== undefined && /^[0-9]+$/.test(reset)) ms = Math.max(0, Number(reset) * 1000 - now);
+    // The reset time belongs to the primary quota: it tells the wait only when that is exhausted.
+    else if (remaining === "0" && reset !== undefined && /^[0-9]+$/.test(reset)) ms = Math.max(0, Number(reset) * 1000 - now);
     return new RetryAfterError("HTTP_STATUS", `${what}: GitHub rate limit (${status}): ${message}`, ms, details);
   }
   if (status >= 500) return new SluiceError("HTTP_STATUS", `${what}: GitHub answered ${status}: ${message}`, details);

@@ -38,8 +38,6 @@ export const GITHUB_OPERATIONS = [
 ] as const;
 export type GitHubOperation = (typeof GITHUB_OPERATIONS)[number];
 
-/** When GitHub names no wait for a secondary rate limit, wait this long. */
-const DEFAULT_RATE_LIMIT_WAIT_MS = 60_000;
 
 type Plan =
   | {
@@ -270,12 +268,7 @@ class Api {
   }
 
   error(err: unknown): SluiceError {
-    const mapped = githubError(`github ${this.op}`, err, this.ctx.now());
-    // A secondary rate limit can come as a 403 without retry-after or an exhausted quota.
-    if (mapped instanceof NonRetriableError && mapped.details.status === 403 && /rate limit/i.test(mapped.message)) {
-      return new RetryAfterError(mapped.code, mapped.message, DEFAULT_RATE_LIMIT_WAIT_MS, mapped.details);
-    }
-    return mapped;
+    return githubError(`github ${this.op}`, err, this.ctx.now());
   }
 
   async defaultBranch(): Promise<string> {

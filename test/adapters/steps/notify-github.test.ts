@@ -78,14 +78,14 @@ describe("notify executor: github_comment, against the GitHub simulator", () => 
     expect(gh.sim.commentsOf("acme/widgets", issue.number)).toHaveLength(1);
   });
 
-  // Known gap in src/adapters/steps/github-errors.ts: GitHub's docs say to wait at least a minute
-  // after a 403 secondary rate limit that names no wait (no retry-after, quota not exhausted),
-  // but githubError() makes it non-retriable. Remove `.fails` once githubError() handles it.
-  it.fails("a secondary rate limit without retry-after still waits", async () => {
+  // GitHub's docs say to wait at least a minute after a 403 secondary rate limit that names no
+  // wait (no retry-after, quota not exhausted).
+  it("a secondary rate limit without retry-after still waits", async () => {
     const issue = gh.sim.createIssue("acme/widgets", { title: "secondary" });
     gh.sim.failNext({ method: "POST", path: /\/comments$/, status: 403, headers: { "retry-after": null, "x-ratelimit-remaining": null } });
     const err = await failure(notifyExecutor.execute({ github_comment: { issue: issue.number, body: "x" } }, ctx()));
     expect(err).toBeInstanceOf(RetryAfterError);
+    expect((err as RetryAfterError).retryAfterMs).toBe(60_000);
   });
 
   it("aborts before posting", async () => {

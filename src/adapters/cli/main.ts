@@ -53,22 +53,6 @@ const OPTIONS: Record<string, ParseArgsConfig["options"]> = {
   serve: {},
 };
 
-const KIND: Record<string, string> = {
-  validate: "ValidationReport",
-  schema: "Schema",
-  flows: "FlowList",
-  run: "Run",
-  runs: "Run",
-  approve: "Run",
-  reject: "Run",
-  gates: "GateList",
-  callback: "Run",
-  resources: "Resource",
-  kv: "KvEntry",
-  secrets: "Secret",
-  worker: "Worker",
-  serve: "Server",
-};
 
 type Values = Record<string, string | boolean | string[] | undefined>;
 
@@ -83,15 +67,14 @@ export async function main(argv: string[], io: Io): Promise<number> {
     io.stdout("sluice 0.1.0\n");
     return EXIT.ok;
   }
-  const kind = KIND[command] ?? "Error";
   const spec = OPTIONS[command];
-  if (!spec) return print(errorReport(kind, usage(`unknown command '${command}'; see sluice --help`)), io, wantsJson);
+  if (!spec) return print(errorReport(usage(`unknown command '${command}'; see sluice --help`)), io, wantsJson);
   let values: Values;
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({ args: argv.slice(1), options: { ...COMMON, ...spec }, allowPositionals: true, strict: true }) as { values: Values; positionals: string[] });
   } catch (e) {
-    return print(errorReport(kind, usage(e instanceof Error ? e.message : String(e))), io, wantsJson);
+    return print(errorReport(usage(e instanceof Error ? e.message : String(e))), io, wantsJson);
   }
   const json = values.json === true;
   if (values.help) {
@@ -105,7 +88,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     return print(report, io, json);
   } catch (e) {
     if (!(e instanceof SluiceError)) io.env.LOG_LEVEL === "debug" && io.stderr(`${e instanceof Error ? e.stack : String(e)}\n`);
-    return print(errorReport(kind, e), io, json);
+    return print(errorReport(e), io, json);
   } finally {
     await local?.close();
   }

@@ -38,12 +38,13 @@ export function exitCodeFor(code: ErrorCode | string): number {
   return EXIT.failed;
 }
 
-export function errorReport(kind: string, e: unknown): Report {
+/** A failure with no data: kind Error (schemas/cli/error.schema.json). */
+export function errorReport(e: unknown): Report {
   const err =
     e instanceof SluiceError
       ? { code: e.code, message: e.message, details: e.details }
       : { code: "INTERNAL", message: e instanceof Error ? e.message : String(e), details: {} };
-  return { kind, ok: false, data: null, error: err, exitCode: exitCodeFor(err.code), human: `error ${err.code}: ${err.message}` };
+  return { kind: "Error", ok: false, data: null, error: err, exitCode: exitCodeFor(err.code), human: `error ${err.code}: ${err.message}` };
 }
 
 export function print(report: Report, io: Io, json: boolean): number {

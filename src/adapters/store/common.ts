@@ -90,3 +90,53 @@ export function latestAt(events: readonly { at: number }[], fallback: number): n
   for (const e of events) if (typeof e.at === "number" && e.at > at) at = e.at;
   return Number.isFinite(at) ? at : fallback;
 }
+
+export function checkLease(owner: string, leaseMs: number): void {
+  if (typeof owner !== "string" || owner === "") throw new SluiceError("INPUT_INVALID", "a lease owner must be a non-empty string");
+  if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) {
+    throw new SluiceError("INPUT_INVALID", `a lease lasts a positive whole number of milliseconds, got ${String(leaseMs)}`);
+  }
+}
+
+/** Checks a delivery to record and returns its payload as JSON text. */
+export function checkDelivery(d: { id: string; event: string; payload: unknown; receivedAt: number }): string {
+  if (typeof d !== "object" || d === null) throw new SluiceError("INPUT_INVALID", "a delivery must be an object");
+  if (typeof d.id !== "string" || d.id === "") throw new SluiceError("INPUT_INVALID", "a delivery id must be a non-empty string");
+  if (d.id.length > 512) throw new SluiceError("INPUT_INVALID", `a delivery id is at most 512 characters (got ${d.id.length})`);
+  if (typeof d.event !== "string" || d.event === "") {
+    throw new SluiceError("INPUT_INVALID", `delivery '${d.id}' needs a non-empty event name`, { deliveryId: d.id });
+  }
+  checkTime(d.receivedAt, "receivedAt");
+  return toJson(d.payload, `the payload of delivery '${d.id}'`);
+}
+
+/** Checks the outcome given to finishDelivery. */
+export function checkOutcome(id: string, outcome: { error?: string; retryAt?: number }): void {
+  if (typeof id !== "string" || id === "") throw new SluiceError("INPUT_INVALID", "a delivery id must be a non-empty string");
+  if (typeof outcome !== "object" || outcome === null) {
+    throw new SluiceError("INPUT_INVALID", `the outcome of delivery '${id}' must be an object`, { deliveryId: id });
+  }
+  if (outcome.error !== undefined && typeof outcome.error !== "string") {
+    throw new SluiceError("INPUT_INVALID", `the error of delivery '${id}' must be a string`, { deliveryId: id });
+  }
+  if (outcome.retryAt !== undefined) checkTime(outcome.retryAt, "retryAt");
+}
+
+export function deliveryNotFound(id: string): SluiceError {
+  return new SluiceError("NOT_FOUND", `no delivery '${id}' was recorded`, { deliveryId: id });
+}
+
+/** Checks the seq given to markReported against the run's last seq. */
+export function checkReportedSeq(runId: string, seq: number, runSeq: number | undefined): void {
+  if (!Number.isSafeInteger(seq) || seq < 0) {
+    throw new SluiceError("INPUT_INVALID", `a reported seq must be a whole number >= 0, got ${String(seq)}`, { runId });
+  }
+  if (runSeq === undefined) throw new SluiceError("RUN_NOT_FOUND", `no run '${runId}'`, { runId });
+  if (seq > runSeq) {
+    throw new SluiceError("INPUT_INVALID", `run '${runId}' cannot be reported up to seq ${seq}: its journal ends at seq ${runSeq}`, {
+      runId,
+      seq,
+      runSeq,
+    });
+  }
+}

@@ -4,7 +4,8 @@
  * `open()` returns a NEW store instance on the suite's ONE database each time it is called (two
  * instances stand for two worker processes). The suite isolates its tests through the port alone:
  * unique run ids, flows, repos and kv namespaces per test, and after each test every run's wake-up
- * is cleared so the global queries (claimDue, nextWakeAt) start from an idle database.
+ * is cleared, every pending delivery processed and every run reported, so the global queries
+ * (claimDue, nextWakeAt, claimDeliveries, listUnreported) start from an idle database.
  * Every instance is closed (close() may be called twice: it must be idempotent); `cleanup()` runs
  * after all tests, once the last store is closed.
  */
@@ -70,6 +71,25 @@ async function expectCode(p: Promise<unknown>, code: string): Promise<SluiceErro
   return err as SluiceError;
 }
 
+/** Far enough ahead that every lease and retry of the suite has come due. */
+const FAR = T0 + 100 * 365 * 86_400_000;
+
+/** Processes every pending delivery and reports every run, through the port alone. */
+async function drain(s: RunStore): Promise<void> {
+  for (let i = 0; ; i++) {
+    if (i > 100) throw new Error("the inbox does not drain");
+    const got = await s.claimDeliveries("drain", FAR, 1_000, 500);
+    if (got.length === 0) break;
+    for (const d of got) await s.finishDelivery(d.id, {});
+  }
+  for (let i = 0; ; i++) {
+    if (i > 100) throw new Error("the outbox does not drain");
+    const runs = await s.listUnreported(500);
+    if (runs.length === 0) break;
+    for (const r of runs) await s.markReported(r.runId, r.seq, r.report);
+  }
+}
+
 export function runStoreContract(name: string, open: () => Promise<RunStore>, cleanup?: () => Promise<void>): void {
   describe(`RunStore contract: ${name}`, () => {
     let main: RunStore | undefined;
@@ -92,6 +112,8 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
       // Leave no run due or waking, so the next test's claimDue/nextWakeAt see only its own runs.
       const s = await store();
       for (const r of await s.listRuns()) if (r.wakeAt !== null) await s.setWakeAt(r.id, null);
+      // …and leave the inbox and the outbox empty, for claimDeliveries and listUnreported.
+      await drain(s);
     });
 
     afterAll(async () => {
@@ -443,7 +465,7 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
       });
     });
 
-    describe("callback tokens and deliveries", () => {
+    describe("callback tokens", () => {
       it("finds the run and step of a callback token", async () => {
         const [a, b] = [await store(), await another()];
         const run = newRun({
@@ -469,21 +491,239 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
         expect(await s.loadJournal(second.id)).toEqual([]);
         expect(await s.findCallback(token)).toEqual({ runId: first.id, step: "a" });
       });
+    });
 
-      it("claims a delivery id once: a redelivery answers false, from any instance", async () => {
+    describe("inbox: deliveries", () => {
+      function delivery(over: Partial<{ id: string; event: string; payload: unknown; receivedAt: number }> = {}) {
+        return { id: uid("delivery"), event: "issue_comment", payload: { action: "created", comment: { body: "/deploy ✓ 🚀" } }, receivedAt: T0, ...over };
+      }
+
+      it("records a delivery id once: a redelivery answers false, from any instance, and keeps the first payload", async () => {
         const [a, b] = [await store(), await another()];
-        const id = uid("delivery");
-        expect(await a.claimDelivery(id, T0)).toBe(true);
-        expect(await a.claimDelivery(id, T0 + 1)).toBe(false);
-        expect(await b.claimDelivery(id, T0 + 2)).toBe(false);
-        expect(await b.claimDelivery(uid("delivery"), T0)).toBe(true);
+        const d = delivery();
+        expect(await a.recordDelivery(d)).toBe(true);
+        expect(await a.recordDelivery({ ...d, payload: { changed: true }, receivedAt: T0 + 1 })).toBe(false);
+        expect(await b.recordDelivery({ ...d, event: "push", receivedAt: T0 + 2 })).toBe(false);
+        const other = delivery({ receivedAt: T0 + 5 });
+        expect(await b.recordDelivery(other)).toBe(true);
+        const got = await b.claimDeliveries("w", T0 + 10, 60_000, 10);
+        expect(got).toEqual([
+          { id: d.id, event: "issue_comment", payload: d.payload, receivedAt: T0, attempts: 1, lastError: null },
+          { id: other.id, event: "issue_comment", payload: other.payload, receivedAt: T0 + 5, attempts: 1, lastError: null },
+        ]);
       });
 
-      it("gives a delivery id to exactly one of many concurrent claimers", async () => {
+      it("records a delivery id for exactly one of many concurrent recorders", async () => {
         const stores = [await store(), await another()];
         const id = uid("delivery");
-        const results = await Promise.all(Array.from({ length: 10 }, (_, i) => stores[i % 2]!.claimDelivery(id, T0)));
+        const results = await Promise.all(Array.from({ length: 10 }, (_, i) => stores[i % 2]!.recordDelivery(delivery({ id, payload: i }))));
         expect(results.filter(Boolean)).toHaveLength(1);
+        const got = await stores[0]!.claimDeliveries("w", T0, 60_000, 10);
+        expect(got.map((d) => d.id)).toEqual([id]);
+        expect(got[0]!.payload).toBe(results.indexOf(true));
+      });
+
+      it("claims due deliveries oldest first (same millisecond: recording order), up to the limit", async () => {
+        const s = await store();
+        const second = delivery({ receivedAt: T0 + 2, event: "push", payload: null });
+        const first = delivery({ receivedAt: T0 + 1, event: "schedule", payload: { cron: "*/5 * * * *", nested: [1, "two", null, true] } });
+        // Recorded in this order, in the same millisecond, with ids that sort the other way.
+        const sameA = delivery({ id: uid("zz-delivery"), receivedAt: T0 + 3 });
+        const sameB = delivery({ id: uid("aa-delivery"), receivedAt: T0 + 3 });
+        const later = delivery({ receivedAt: T0 + 100 });
+        for (const d of [second, first, sameA, sameB, later]) expect(await s.recordDelivery(d)).toBe(true);
+
+        const batch1 = await s.claimDeliveries("w", T0 + 50, 60_000, 2);
+        expect(batch1).toEqual([
+          { id: first.id, event: "schedule", payload: first.payload, receivedAt: T0 + 1, attempts: 1, lastError: null },
+          { id: second.id, event: "push", payload: null, receivedAt: T0 + 2, attempts: 1, lastError: null },
+        ]);
+        expect((await s.claimDeliveries("w", T0 + 50, 60_000, 2)).map((d) => d.id)).toEqual([sameA.id, sameB.id]);
+        expect(await s.claimDeliveries("w", T0 + 50, 60_000, 0)).toEqual([]);
+        // A delivery received "after now" is claimed all the same: only retryAt makes one wait.
+        expect((await s.claimDeliveries("w", T0 + 50, 60_000, 10)).map((d) => d.id)).toEqual([later.id]);
+        expect(await s.claimDeliveries("w", T0 + 50, 60_000, 10)).toEqual([]);
+      });
+
+      it("never gives a leased delivery to another instance until the lease expires, counting attempts", async () => {
+        const [a, b] = [await store(), await another()];
+        const d = delivery();
+        await a.recordDelivery(d);
+        expect((await a.claimDeliveries("worker-a", T0, 10_000, 5)).map((x) => [x.id, x.attempts])).toEqual([[d.id, 1]]);
+        expect(await b.claimDeliveries("worker-b", T0 + 9_999, 10_000, 5)).toEqual([]);
+        expect(await a.claimDeliveries("worker-a", T0 + 9_999, 10_000, 5)).toEqual([]); // not even to its owner
+        expect((await b.claimDeliveries("worker-b", T0 + 10_000, 10_000, 5)).map((x) => [x.id, x.attempts])).toEqual([[d.id, 2]]);
+        expect(await a.claimDeliveries("worker-a", T0 + 10_001, 10_000, 5)).toEqual([]);
+      });
+
+      it("finishDelivery without retryAt marks it processed: never claimed again, even with an error", async () => {
+        const [a, b] = [await store(), await another()];
+        const ok = delivery();
+        const failed = delivery({ receivedAt: T0 + 1 });
+        await a.recordDelivery(ok);
+        await a.recordDelivery(failed);
+        expect(await a.claimDeliveries("w", T0, 1_000, 5)).toHaveLength(2);
+        await a.finishDelivery(ok.id, {});
+        await b.finishDelivery(failed.id, { error: "flow not found: gave up" });
+        expect(await b.claimDeliveries("w2", T0 + 1_000_000, 1_000, 5)).toEqual([]);
+        expect(await a.recordDelivery(ok)).toBe(false);
+        // Finishing again, even asking for a retry, leaves a processed delivery processed.
+        await a.finishDelivery(ok.id, { error: "late", retryAt: T0 });
+        await a.finishDelivery(ok.id, {});
+        expect(await b.claimDeliveries("w2", T0 + 2_000_000, 1_000, 5)).toEqual([]);
+      });
+
+      it("finishDelivery with retryAt records the error and frees the lease, due again at retryAt", async () => {
+        const [a, b] = [await store(), await another()];
+        const d = delivery();
+        await a.recordDelivery(d);
+        expect(await a.claimDeliveries("worker-a", T0, 60_000, 5)).toHaveLength(1);
+        await a.finishDelivery(d.id, { error: "GitHub answered 502", retryAt: T0 + 500 });
+        expect(await b.claimDeliveries("worker-b", T0 + 499, 60_000, 5)).toEqual([]);
+        expect(await b.claimDeliveries("worker-b", T0 + 500, 60_000, 5)).toEqual([
+          { id: d.id, event: d.event, payload: d.payload, receivedAt: T0, attempts: 2, lastError: "GitHub answered 502" },
+        ]);
+        // A retryAt already past is due at once; a retry without an error clears the last one.
+        await b.finishDelivery(d.id, { retryAt: T0 });
+        expect(await a.claimDeliveries("worker-a", T0 + 501, 60_000, 5)).toEqual([
+          { id: d.id, event: d.event, payload: d.payload, receivedAt: T0, attempts: 3, lastError: null },
+        ]);
+        await a.finishDelivery(d.id, {});
+        expect(await b.claimDeliveries("worker-b", T0 + 1_000_000, 60_000, 5)).toEqual([]);
+      });
+
+      it("splits deliveries between two store instances racing for them, never both getting one", async () => {
+        const [a, b] = [await store(), await another()];
+        const ids = new Set<string>();
+        for (let i = 0; i < 40; i++) {
+          const d = delivery({ receivedAt: T0 + i });
+          await (i % 2 ? a : b).recordDelivery(d);
+          ids.add(d.id);
+        }
+        const claimedBy = new Map<string, string>();
+        const worker = async (s: RunStore, owner: string): Promise<void> => {
+          for (;;) {
+            const got = await s.claimDeliveries(owner, T0 + 100, 60_000, 3);
+            if (got.length === 0) return;
+            for (const d of got) {
+              expect(claimedBy.has(d.id), `delivery ${d.id} claimed by ${claimedBy.get(d.id)} and ${owner}`).toBe(false);
+              expect(d.attempts).toBe(1);
+              claimedBy.set(d.id, owner);
+            }
+          }
+        };
+        await Promise.all([worker(a, "a1"), worker(b, "b1"), worker(a, "a2"), worker(b, "b2")]);
+        expect(new Set(claimedBy.keys())).toEqual(ids);
+      });
+
+      it("answers NOT_FOUND when finishing a delivery never recorded", async () => {
+        const s = await store();
+        await expectCode(s.finishDelivery("no-such-delivery", {}), "NOT_FOUND");
+        await expectCode(s.finishDelivery("no-such-delivery", { retryAt: T0 }), "NOT_FOUND");
+      });
+
+      it("rejects bad deliveries and arguments with INPUT_INVALID, recording nothing", async () => {
+        const s = await store();
+        const cyclic: Record<string, unknown> = {};
+        cyclic.self = cyclic;
+        await expectCode(s.recordDelivery(delivery({ id: "" })), "INPUT_INVALID");
+        await expectCode(s.recordDelivery(delivery({ event: "" })), "INPUT_INVALID");
+        await expectCode(s.recordDelivery(delivery({ receivedAt: 1.5 })), "INPUT_INVALID");
+        await expectCode(s.recordDelivery(delivery({ payload: cyclic })), "INPUT_INVALID");
+        await expectCode(s.recordDelivery(delivery({ payload: { n: 10n } })), "INPUT_INVALID");
+        await expectCode(s.claimDeliveries("", T0, 1_000, 1), "INPUT_INVALID");
+        await expectCode(s.claimDeliveries("w", T0, 0, 1), "INPUT_INVALID");
+        await expectCode(s.claimDeliveries("w", T0, 1_000, -1), "INPUT_INVALID");
+        await expectCode(s.claimDeliveries("w", Number.NaN, 1_000, 1), "INPUT_INVALID");
+        const d = delivery();
+        await s.recordDelivery(d);
+        await expectCode(s.finishDelivery(d.id, { retryAt: 1.5 }), "INPUT_INVALID");
+        await expectCode(s.finishDelivery(d.id, { error: 5 as unknown as string }), "INPUT_INVALID");
+        expect((await s.claimDeliveries("w", T0, 1_000, 10)).map((x) => x.id)).toEqual([d.id]);
+      });
+    });
+
+    describe("outbox: reports", () => {
+      async function runAt(s: RunStore, createdAt: number, events = 1, repo = "acme/widgets"): Promise<string> {
+        const run = newRun({ createdAt, repo });
+        const evs: JournalEvent[] = [created(run.id, createdAt)];
+        for (let i = 1; i < events; i++) evs.push(started(`s${i}`, createdAt));
+        await s.createRun(run, evs);
+        return run.id;
+      }
+
+      it("lists runs whose journal moved past their report, oldest change first, with repo and stored report", async () => {
+        const [a, b] = [await store(), await another()];
+        const older = await runAt(a, T0 + 5, 2, "acme/older");
+        const newer = await runAt(a, T0 + 10, 1, "acme/newer");
+        await a.createRun(newRun({ createdAt: T0 + 1 }), []); // an empty journal has nothing to report
+        expect(await b.listUnreported(10)).toEqual([
+          { runId: older, repo: "acme/older", seq: 2, reportedSeq: 0, report: null },
+          { runId: newer, repo: "acme/newer", seq: 1, reportedSeq: 0, report: null },
+        ]);
+        expect((await b.listUnreported(1)).map((r) => r.runId)).toEqual([older]);
+        expect(await b.listUnreported(0)).toEqual([]);
+        expect(await b.getReport(older)).toBeUndefined();
+
+        await a.markReported(older, 2, { checkRunId: 42, title: "deploy ✓" });
+        expect(await b.getReport(older)).toEqual({ reportedSeq: 2, report: { checkRunId: 42, title: "deploy ✓" } });
+        expect((await b.listUnreported(10)).map((r) => r.runId)).toEqual([newer]);
+
+        // The journal moves on: the run is unreported again, now the most recent change.
+        await a.append(older, 2, [succeeded("s1", T0 + 20)], { status: "running", wakeAt: null });
+        expect(await b.listUnreported(10)).toEqual([
+          { runId: newer, repo: "acme/newer", seq: 1, reportedSeq: 0, report: null },
+          { runId: older, repo: "acme/older", seq: 3, reportedSeq: 2, report: { checkRunId: 42, title: "deploy ✓" } },
+        ]);
+        await b.markReported(newer, 1, null);
+        await b.markReported(older, 3, "done");
+        expect(await a.listUnreported(10)).toEqual([]);
+        expect(await a.getReport(newer)).toEqual({ reportedSeq: 1, report: null });
+        expect(await a.getReport(older)).toEqual({ reportedSeq: 3, report: "done" });
+      });
+
+      it("a report part-way lists the run until it catches up with the journal", async () => {
+        const s = await store();
+        const id = await runAt(s, T0, 4);
+        await s.markReported(id, 2, { at: 2 });
+        expect(await s.listUnreported(10)).toEqual([{ runId: id, repo: "acme/widgets", seq: 4, reportedSeq: 2, report: { at: 2 } }]);
+        await s.markReported(id, 4, { at: 4 });
+        expect(await s.listUnreported(10)).toEqual([]);
+      });
+
+      it("markReported never moves backwards: a stale writer leaves the row as it is", async () => {
+        const s = await store();
+        const id = await runAt(s, T0, 3);
+        await s.markReported(id, 3, { v: 3 });
+        await s.markReported(id, 2, { v: 2 }); // stale: no error, no effect
+        await s.markReported(id, 0, { v: 0 });
+        expect(await s.getReport(id)).toEqual({ reportedSeq: 3, report: { v: 3 } });
+        await s.markReported(id, 3, { v: "3b" }); // the same seq may update the reporter's data
+        expect(await s.getReport(id)).toEqual({ reportedSeq: 3, report: { v: "3b" } });
+      });
+
+      it("keeps the highest seq under concurrent writers from two instances", async () => {
+        const stores = [await store(), await another()];
+        const id = await runAt(stores[0]!, T0, 12);
+        const order = [7, 2, 12, 5, 1, 11, 3, 9, 4, 10, 6, 8];
+        await Promise.all(order.map((seq, i) => stores[i % 2]!.markReported(id, seq, { seq })));
+        expect(await stores[1]!.getReport(id)).toEqual({ reportedSeq: 12, report: { seq: 12 } });
+        expect(await stores[0]!.listUnreported(10)).toEqual([]);
+      });
+
+      it("rejects an unknown run, a seq past the journal and bad arguments", async () => {
+        const s = await store();
+        const id = await runAt(s, T0, 2);
+        await expectCode(s.markReported("no-such-run", 1, {}), "RUN_NOT_FOUND");
+        await expectCode(s.markReported(id, 3, {}), "INPUT_INVALID");
+        await expectCode(s.markReported(id, -1, {}), "INPUT_INVALID");
+        await expectCode(s.markReported(id, 1.5, {}), "INPUT_INVALID");
+        const cyclic: Record<string, unknown> = {};
+        cyclic.self = cyclic;
+        await expectCode(s.markReported(id, 1, cyclic), "INPUT_INVALID");
+        await expectCode(s.listUnreported(-1), "INPUT_INVALID");
+        expect(await s.getReport(id)).toBeUndefined();
+        expect(await s.getReport("no-such-run")).toBeUndefined();
       });
     });
 

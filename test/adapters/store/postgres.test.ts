@@ -44,6 +44,43 @@ describe("PostgresRunStore", () => {
     }
   });
 
+  it("upgrades a version-1 database: deliveries recorded before count as processed, runs are unreported", async () => {
+    const { url } = await ready();
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await admin.query("CREATE DATABASE sluice_v1");
+    } finally {
+      await admin.end();
+    }
+    const v1Url = url.replace(/\/sluice_test$/, "/sluice_v1");
+    const pool = new pg.Pool({ connectionString: v1Url, max: 1 });
+    try {
+      expect(await migratePostgres(pool, POSTGRES_MIGRATIONS.filter((m) => m.version === 1))).toBe(1);
+      await pool.query("INSERT INTO deliveries (id, received_at) VALUES ('old-1', 1000), ('old-2', 2000)");
+      await pool.query(
+        `INSERT INTO runs (id, flow, repo, status, release, concurrency_group, created_at, updated_at, wake_at, seq)
+         VALUES ('old-run', 'f', 'acme/old', 'succeeded', '{"sha":"x","ref":"refs/heads/main","kind":"live"}', NULL, 5, 5, NULL, 2)`,
+      );
+    } finally {
+      await pool.end();
+    }
+
+    const store = await openPostgresRunStore(v1Url, { max: 2 });
+    try {
+      expect(await store.schemaVersion()).toBe(POSTGRES_MIGRATIONS.at(-1)!.version);
+      expect(await store.claimDeliveries("w", 10_000, 1_000, 10)).toEqual([]);
+      expect(await store.recordDelivery({ id: "old-1", event: "push", payload: {}, receivedAt: 3_000 })).toBe(false);
+      expect(await store.recordDelivery({ id: "new-1", event: "push", payload: { ref: "main" }, receivedAt: 3_000 })).toBe(true);
+      expect(await store.claimDeliveries("w", 10_000, 1_000, 10)).toEqual([
+        { id: "new-1", event: "push", payload: { ref: "main" }, receivedAt: 3_000, attempts: 1, lastError: null },
+      ]);
+      expect(await store.listUnreported(10)).toEqual([{ runId: "old-run", repo: "acme/old", seq: 2, reportedSeq: 0, report: null }]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("refuses a database whose schema is newer than it knows", async () => {
     const { url } = await ready();
     const store = await openPostgresRunStore(url, { max: 1 });

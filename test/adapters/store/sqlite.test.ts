@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { openRunStore } from "../../../src/adapters/store/index.js";
-import { openSqliteRunStore, SqliteRunStore } from "../../../src/adapters/store/sqlite/sqlite-run-store.js";
+import { migrateSqlite, openSqliteRunStore, SqliteRunStore } from "../../../src/adapters/store/sqlite/sqlite-run-store.js";
 import { SQLITE_MIGRATIONS } from "../../../src/adapters/store/sqlite/migrations.js";
 import { runStoreContract } from "./contract.js";
 
@@ -31,7 +31,7 @@ describe("SqliteRunStore", () => {
       const rows = db.prepare("SELECT version, name FROM schema_migrations ORDER BY version").all();
       expect(rows).toEqual(SQLITE_MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
       const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
-      for (const t of ["runs", "events", "callback_tokens", "deliveries", "kv", "schema_migrations"]) expect(tables).toContain(t);
+      for (const t of ["runs", "events", "callback_tokens", "deliveries", "reports", "kv", "schema_migrations"]) expect(tables).toContain(t);
     } finally {
       db.close();
     }
@@ -46,6 +46,32 @@ describe("SqliteRunStore", () => {
     const db = new Database(file, { readonly: true });
     expect((db.prepare("SELECT COUNT(*) AS n FROM schema_migrations").get() as { n: number }).n).toBe(SQLITE_MIGRATIONS.length);
     db.close();
+  });
+
+  it("upgrades a version-1 file: deliveries recorded before count as processed, runs are unreported", async () => {
+    const file = join(dir, "v1.db");
+    const db = new Database(file);
+    expect(migrateSqlite(db, SQLITE_MIGRATIONS.filter((m) => m.version === 1))).toBe(1);
+    db.prepare("INSERT INTO deliveries (id, received_at) VALUES (?, ?), (?, ?)").run("old-1", 1_000, "old-2", 2_000);
+    db.prepare(
+      `INSERT INTO runs (id, flow, repo, status, release, concurrency_group, created_at, updated_at, wake_at, seq)
+       VALUES ('old-run', 'f', 'acme/old', 'succeeded', '{"sha":"x","ref":"refs/heads/main","kind":"live"}', NULL, 5, 5, NULL, 2)`,
+    ).run();
+    db.close();
+
+    const store = openSqliteRunStore(file);
+    try {
+      expect(store.schemaVersion()).toBe(SQLITE_MIGRATIONS.at(-1)!.version);
+      expect(await store.claimDeliveries("w", 10_000, 1_000, 10)).toEqual([]);
+      expect(await store.recordDelivery({ id: "old-1", event: "push", payload: {}, receivedAt: 3_000 })).toBe(false);
+      expect(await store.recordDelivery({ id: "new-1", event: "push", payload: { ref: "main" }, receivedAt: 3_000 })).toBe(true);
+      expect(await store.claimDeliveries("w", 10_000, 1_000, 10)).toEqual([
+        { id: "new-1", event: "push", payload: { ref: "main" }, receivedAt: 3_000, attempts: 1, lastError: null },
+      ]);
+      expect(await store.listUnreported(10)).toEqual([{ runId: "old-run", repo: "acme/old", seq: 2, reportedSeq: 0, report: null }]);
+    } finally {
+      await store.close();
+    }
   });
 
   it("refuses a database whose schema is newer than it knows", async () => {

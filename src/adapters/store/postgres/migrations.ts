@@ -62,4 +62,32 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: "delivery inbox, report outbox",
+    // Deliveries recorded before this migration count as processed.
+    sql: `
+      ALTER TABLE deliveries
+        ADD COLUMN ord          BIGINT GENERATED ALWAYS AS IDENTITY,
+        ADD COLUMN event        TEXT NOT NULL DEFAULT '',
+        ADD COLUMN payload      JSON NOT NULL DEFAULT 'null',
+        ADD COLUMN attempts     INTEGER NOT NULL DEFAULT 0,
+        ADD COLUMN last_error   TEXT,
+        ADD COLUMN processed_at BIGINT,
+        ADD COLUMN retry_at     BIGINT,
+        ADD COLUMN lease_owner  TEXT,
+        ADD COLUMN lease_until  BIGINT;
+      UPDATE deliveries SET processed_at = received_at;
+      ALTER TABLE deliveries ALTER COLUMN event DROP DEFAULT, ALTER COLUMN payload DROP DEFAULT;
+      CREATE INDEX deliveries_pending ON deliveries (received_at, ord) WHERE processed_at IS NULL;
+
+      CREATE TABLE reports (
+        run_id       TEXT PRIMARY KEY,
+        reported_seq INTEGER NOT NULL,
+        report       JSON NOT NULL,
+        updated_at   BIGINT NOT NULL
+      );
+      CREATE INDEX runs_updated ON runs (updated_at, ord);
+    `,
+  },
 ];

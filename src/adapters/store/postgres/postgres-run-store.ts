@@ -1,20 +1,25 @@
 /**
  * The RunStore on PostgreSQL (`pg` Pool), for several `sluice serve` processes sharing one
- * database: appends are compare-and-set under a row lock, `claimDue` takes leases with
- * `FOR UPDATE SKIP LOCKED`, migrations run under an advisory lock so processes may start at once,
- * and every change that schedules a wake-up sends `NOTIFY sluice_wake` in its transaction.
+ * database: appends are compare-and-set under a row lock, `claimDue` and `claimDeliveries` take
+ * leases with `FOR UPDATE SKIP LOCKED`, migrations run under an advisory lock so processes may
+ * start at once, and every change that schedules a wake-up sends `NOTIFY sluice_wake` in its transaction.
  */
 import pg from "pg";
 import { ConflictError, SluiceError } from "../../../core/errors.js";
 import type { JournalEvent, Release } from "../../../core/engine/events.js";
-import type { KvEntry, NewRun, RunFilter, RunRecord, RunStatus, RunStore, StoredEvent } from "../../../ports/run-store.js";
+import type { Delivery, KvEntry, NewRun, RunFilter, RunRecord, RunStatus, RunStore, StoredEvent } from "../../../ports/run-store.js";
 import {
+  checkDelivery,
   checkIfVersion,
   checkIncrement,
   checkKey,
+  checkLease,
   checkLimit,
+  checkOutcome,
+  checkReportedSeq,
   checkTime,
   checkTtl,
+  deliveryNotFound,
   incremented,
   latestAt,
   toJson,
@@ -48,6 +53,16 @@ interface KvRow {
   value: unknown;
   version: number;
   expires_at: string | null;
+}
+
+interface DeliveryRow {
+  ord: string;
+  id: string;
+  event: string;
+  payload: unknown;
+  received_at: string;
+  attempts: number;
+  last_error: string | null;
 }
 
 const RUN_COLUMNS = "ord, id, flow, repo, status, release, concurrency_group, created_at, updated_at, wake_at, seq";
@@ -88,13 +103,6 @@ function storeError(what: string, err: unknown): SluiceError {
 
 /** Thrown inside a kv transaction when a concurrent insert won the key: the caller tries again. */
 class KvRaced extends Error {}
-
-function checkLease(owner: string, leaseMs: number): void {
-  if (typeof owner !== "string" || owner === "") throw new SluiceError("INPUT_INVALID", "a lease owner must be a non-empty string");
-  if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) {
-    throw new SluiceError("INPUT_INVALID", `a lease lasts a positive whole number of milliseconds, got ${String(leaseMs)}`);
-  }
-}
 
 /** Applies the pending migrations, holding an advisory lock so concurrent starts apply each once. */
 export async function migratePostgres(pool: pg.Pool, migrations: readonly Migration[] = POSTGRES_MIGRATIONS): Promise<number> {
@@ -376,10 +384,105 @@ export class PostgresRunStore implements RunStore {
     return row ? { runId: row.run_id, step: row.step } : undefined;
   }
 
-  async claimDelivery(id: string, now: number): Promise<boolean> {
-    checkTime(now, "now");
-    const res = await this.q("claimDelivery", "INSERT INTO deliveries (id, received_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING", [id, now]);
+  async recordDelivery(d: { id: string; event: string; payload: unknown; receivedAt: number }): Promise<boolean> {
+    const payload = checkDelivery(d);
+    const res = await this.q(
+      "recordDelivery",
+      "INSERT INTO deliveries (id, event, payload, received_at) VALUES ($1, $2, $3::json, $4) ON CONFLICT (id) DO NOTHING",
+      [d.id, d.event, payload, d.receivedAt],
+    );
     return res.rowCount === 1;
+  }
+
+  async claimDeliveries(owner: string, now: number, leaseMs: number, limit: number): Promise<Delivery[]> {
+    checkTime(now, "now");
+    checkLimit(limit, "limit");
+    checkLease(owner, leaseMs);
+    if (limit === 0) return [];
+    const res = await this.q<DeliveryRow>(
+      "claimDeliveries",
+      `WITH due AS (
+         SELECT id FROM deliveries
+         WHERE processed_at IS NULL
+           AND (retry_at IS NULL OR retry_at <= $1)
+           AND (lease_owner IS NULL OR lease_until <= $1)
+         ORDER BY received_at, ord
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED
+       )
+       UPDATE deliveries d SET lease_owner = $3, lease_until = $4, attempts = d.attempts + 1
+       FROM due WHERE d.id = due.id
+       RETURNING d.ord, d.id, d.event, d.payload, d.received_at, d.attempts, d.last_error`,
+      [now, limit, owner, now + leaseMs],
+    );
+    return res.rows
+      .sort((a, b) => Number(a.received_at) - Number(b.received_at) || Number(a.ord) - Number(b.ord))
+      .map((r) => ({
+        id: r.id,
+        event: r.event,
+        payload: r.payload,
+        receivedAt: Number(r.received_at),
+        attempts: r.attempts,
+        lastError: r.last_error,
+      }));
+  }
+
+  async finishDelivery(id: string, outcome: { error?: string; retryAt?: number }): Promise<void> {
+    checkOutcome(id, outcome);
+    // A delivery processed already stays processed; only an unknown id is an error.
+    const res = await this.q<{ found: boolean }>(
+      "finishDelivery",
+      outcome.retryAt !== undefined
+        ? `WITH upd AS (
+             UPDATE deliveries SET retry_at = $2, last_error = $3, lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND processed_at IS NULL RETURNING 1
+           )
+           SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = $1) AS found`
+        : `WITH upd AS (
+             UPDATE deliveries SET processed_at = $2, retry_at = NULL, last_error = $3, lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND processed_at IS NULL RETURNING 1
+           )
+           SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = $1) AS found`,
+      [id, outcome.retryAt ?? Date.now(), outcome.error ?? null],
+    );
+    if (!res.rows[0]?.found) throw deliveryNotFound(id);
+  }
+
+  async listUnreported(limit: number): Promise<{ runId: string; repo: string; seq: number; reportedSeq: number; report: unknown }[]> {
+    checkLimit(limit, "limit");
+    if (limit === 0) return [];
+    const res = await this.q<{ id: string; repo: string; seq: number; reported_seq: number; report: unknown }>(
+      "listUnreported",
+      `SELECT runs.id, runs.repo, runs.seq, COALESCE(reports.reported_seq, 0) AS reported_seq, reports.report
+       FROM runs LEFT JOIN reports ON reports.run_id = runs.id
+       WHERE runs.seq > COALESCE(reports.reported_seq, 0)
+       ORDER BY runs.updated_at, runs.ord
+       LIMIT $1`,
+      [limit],
+    );
+    return res.rows.map((r) => ({ runId: r.id, repo: r.repo, seq: r.seq, reportedSeq: r.reported_seq, report: r.report ?? null }));
+  }
+
+  async getReport(runId: string): Promise<{ reportedSeq: number; report: unknown } | undefined> {
+    const res = await this.q<{ reported_seq: number; report: unknown }>("getReport", "SELECT reported_seq, report FROM reports WHERE run_id = $1", [runId]);
+    const row = res.rows[0];
+    return row ? { reportedSeq: row.reported_seq, report: row.report } : undefined;
+  }
+
+  async markReported(runId: string, seq: number, report: unknown): Promise<void> {
+    const text = toJson(report, `the report of run '${runId}'`);
+    if (!Number.isSafeInteger(seq) || seq < 0) checkReportedSeq(runId, seq, undefined);
+    await this.tx("markReported", async (c) => {
+      const run = await c.query<{ seq: number }>("SELECT seq FROM runs WHERE id = $1", [runId]);
+      checkReportedSeq(runId, seq, run.rows[0]?.seq);
+      // A stale writer (a lower seq) leaves the row as it is.
+      await c.query(
+        `INSERT INTO reports (run_id, reported_seq, report, updated_at) VALUES ($1, $2, $3::json, $4)
+         ON CONFLICT (run_id) DO UPDATE SET reported_seq = EXCLUDED.reported_seq, report = EXCLUDED.report, updated_at = EXCLUDED.updated_at
+         WHERE EXCLUDED.reported_seq >= reports.reported_seq`,
+        [runId, seq, text, Date.now()],
+      );
+    });
   }
 
   /**

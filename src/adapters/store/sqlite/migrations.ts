@@ -62,4 +62,38 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    name: "delivery inbox, report outbox",
+    // The deliveries table is rebuilt (SQLite cannot add an autoincrementing column) with an
+    // insertion order; deliveries recorded before this migration count as processed.
+    sql: `
+      CREATE TABLE deliveries_v2 (
+        ord          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        event        TEXT NOT NULL,
+        payload      TEXT NOT NULL,
+        received_at  INTEGER NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT,
+        processed_at INTEGER,
+        retry_at     INTEGER,
+        lease_owner  TEXT,
+        lease_until  INTEGER
+      );
+      INSERT INTO deliveries_v2 (id, event, payload, received_at, processed_at)
+        SELECT id, '', 'null', received_at, received_at FROM deliveries ORDER BY received_at, id;
+      DROP TABLE deliveries;
+      ALTER TABLE deliveries_v2 RENAME TO deliveries;
+      CREATE INDEX deliveries_pending ON deliveries (received_at, ord) WHERE processed_at IS NULL;
+
+      CREATE TABLE reports (
+        run_id       TEXT PRIMARY KEY,
+        reported_seq INTEGER NOT NULL,
+        report       TEXT NOT NULL,
+        updated_at   INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX runs_updated ON runs (updated_at, ord);
+    `,
+  },
 ];

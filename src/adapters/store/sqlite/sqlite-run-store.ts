@@ -1,21 +1,26 @@
 /**
  * The RunStore on SQLite (better-sqlite3): one file, WAL, a busy timeout, and every write in a
  * `BEGIN IMMEDIATE` transaction, so several store instances (threads or processes) on one file
- * serialise their writes and never both win a compare-and-set or a lease.
+ * serialise their writes and never both win a compare-and-set, a lease or a delivery.
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { ConflictError, SluiceError } from "../../../core/errors.js";
 import type { JournalEvent, Release } from "../../../core/engine/events.js";
-import type { KvEntry, NewRun, RunFilter, RunRecord, RunStatus, RunStore, StoredEvent } from "../../../ports/run-store.js";
+import type { Delivery, KvEntry, NewRun, RunFilter, RunRecord, RunStatus, RunStore, StoredEvent } from "../../../ports/run-store.js";
 import {
+  checkDelivery,
   checkIfVersion,
   checkIncrement,
   checkKey,
+  checkLease,
   checkLimit,
+  checkOutcome,
+  checkReportedSeq,
   checkTime,
   checkTtl,
+  deliveryNotFound,
   fromJson,
   incremented,
   latestAt,
@@ -44,6 +49,15 @@ interface KvRow {
   value: string;
   version: number;
   expires_at: number | null;
+}
+
+interface DeliveryRow {
+  id: string;
+  event: string;
+  payload: string;
+  received_at: number;
+  attempts: number;
+  last_error: string | null;
 }
 
 const RUN_COLUMNS = "id, flow, repo, status, release, concurrency_group, created_at, updated_at, wake_at, seq";
@@ -315,12 +329,114 @@ export class SqliteRunStore implements RunStore {
     return row ? { runId: row.run_id, step: row.step } : undefined;
   }
 
-  async claimDelivery(id: string, now: number): Promise<boolean> {
-    checkTime(now, "now");
+  async recordDelivery(d: { id: string; event: string; payload: unknown; receivedAt: number }): Promise<boolean> {
+    const payload = checkDelivery(d);
     return guard(
-      "claimDelivery",
-      () => this.db.prepare("INSERT INTO deliveries (id, received_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING").run(id, now).changes === 1,
+      "recordDelivery",
+      () =>
+        this.db
+          .prepare("INSERT INTO deliveries (id, event, payload, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
+          .run(d.id, d.event, payload, d.receivedAt).changes === 1,
     );
+  }
+
+  async claimDeliveries(owner: string, now: number, leaseMs: number, limit: number): Promise<Delivery[]> {
+    checkTime(now, "now");
+    checkLimit(limit, "limit");
+    checkLease(owner, leaseMs);
+    if (limit === 0) return [];
+    return this.tx("claimDeliveries", () => {
+      const rows = this.db
+        .prepare(
+          `SELECT id, event, payload, received_at, attempts, last_error FROM deliveries
+           WHERE processed_at IS NULL
+             AND (retry_at IS NULL OR retry_at <= ?)
+             AND (lease_owner IS NULL OR lease_until <= ?)
+           ORDER BY received_at, ord
+           LIMIT ?`,
+        )
+        .all(now, now, limit) as DeliveryRow[];
+      const lease = this.db.prepare("UPDATE deliveries SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?");
+      for (const r of rows) lease.run(owner, now + leaseMs, r.id);
+      return rows.map((r) => ({
+        id: r.id,
+        event: r.event,
+        payload: fromJson(r.payload),
+        receivedAt: r.received_at,
+        attempts: r.attempts + 1,
+        lastError: r.last_error,
+      }));
+    });
+  }
+
+  async finishDelivery(id: string, outcome: { error?: string; retryAt?: number }): Promise<void> {
+    checkOutcome(id, outcome);
+    this.tx("finishDelivery", () => {
+      const row = this.db.prepare("SELECT processed_at FROM deliveries WHERE id = ?").get(id) as { processed_at: number | null } | undefined;
+      if (!row) throw deliveryNotFound(id);
+      if (row.processed_at !== null) return; // processed already: it stays processed
+      if (outcome.retryAt !== undefined) {
+        this.db
+          .prepare("UPDATE deliveries SET retry_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?")
+          .run(outcome.retryAt, outcome.error ?? null, id);
+      } else {
+        this.db
+          .prepare(
+            "UPDATE deliveries SET processed_at = ?, retry_at = NULL, last_error = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
+          )
+          .run(Date.now(), outcome.error ?? null, id);
+      }
+    });
+  }
+
+  async listUnreported(limit: number): Promise<{ runId: string; repo: string; seq: number; reportedSeq: number; report: unknown }[]> {
+    checkLimit(limit, "limit");
+    if (limit === 0) return [];
+    const rows = guard(
+      "listUnreported",
+      () =>
+        this.db
+          .prepare(
+            `SELECT runs.id, runs.repo, runs.seq, COALESCE(reports.reported_seq, 0) AS reported_seq, reports.report
+             FROM runs LEFT JOIN reports ON reports.run_id = runs.id
+             WHERE runs.seq > COALESCE(reports.reported_seq, 0)
+             ORDER BY runs.updated_at, runs.ord
+             LIMIT ?`,
+          )
+          .all(limit) as { id: string; repo: string; seq: number; reported_seq: number; report: string | null }[],
+    );
+    return rows.map((r) => ({
+      runId: r.id,
+      repo: r.repo,
+      seq: r.seq,
+      reportedSeq: r.reported_seq,
+      report: r.report === null ? null : fromJson(r.report),
+    }));
+  }
+
+  async getReport(runId: string): Promise<{ reportedSeq: number; report: unknown } | undefined> {
+    const row = guard(
+      "getReport",
+      () => this.db.prepare("SELECT reported_seq, report FROM reports WHERE run_id = ?").get(runId) as { reported_seq: number; report: string } | undefined,
+    );
+    return row ? { reportedSeq: row.reported_seq, report: fromJson(row.report) } : undefined;
+  }
+
+  async markReported(runId: string, seq: number, report: unknown): Promise<void> {
+    const text = toJson(report, `the report of run '${runId}'`);
+    if (!Number.isSafeInteger(seq) || seq < 0) checkReportedSeq(runId, seq, undefined);
+    this.tx("markReported", () => {
+      const run = this.db.prepare("SELECT seq FROM runs WHERE id = ?").get(runId) as { seq: number } | undefined;
+      checkReportedSeq(runId, seq, run?.seq);
+      // A stale writer (a lower seq) leaves the row as it is.
+      this.db
+        .prepare(
+          `INSERT INTO reports (run_id, reported_seq, report, updated_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (run_id) DO UPDATE SET reported_seq = excluded.reported_seq, report = excluded.report, updated_at = excluded.updated_at
+           WHERE excluded.reported_seq >= reports.reported_seq`,
+        )
+        .run(runId, seq, text, Date.now());
+    });
   }
 
   private kvRow(namespace: string, key: string): KvRow | undefined {
@@ -418,13 +534,6 @@ export class SqliteRunStore implements RunStore {
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
-  }
-}
-
-function checkLease(owner: string, leaseMs: number): void {
-  if (typeof owner !== "string" || owner === "") throw new SluiceError("INPUT_INVALID", "a lease owner must be a non-empty string");
-  if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) {
-    throw new SluiceError("INPUT_INVALID", `a lease lasts a positive whole number of milliseconds, got ${String(leaseMs)}`);
   }
 }
 

@@ -84,7 +84,8 @@ const FOREGROUND_HORIZON_MS = 30_000;
  */
 async function drive(rt: Runtime, id: string, follow: boolean): Promise<void> {
   while (true) {
-    await rt.advance(id);
+    // Another process (a worker) holds the run: give it a moment rather than spinning.
+    if (!(await rt.advance(id))) await new Promise((r) => setTimeout(r, 100));
     const record = await rt.store.getRun(id);
     if (!record || record.wakeAt === null || ["succeeded", "failed", "cancelled", "timed_out"].includes(record.status)) return;
     const delay = record.wakeAt - rt.now();

@@ -51,3 +51,14 @@ export function makeStepContext(
     ...rest,
   };
 }
+
+/** The SluiceError a step's promise rejects with; fails the test when it resolves instead. */
+export async function failure(p: Promise<unknown>): Promise<SluiceError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof SluiceError) return e;
+    throw e;
+  }
+  throw new Error("expected the step to fail");
+}

@@ -4,10 +4,10 @@ import { join, relative } from "node:path";
 import Database from "better-sqlite3";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NonRetriableError, SluiceError } from "../../../src/core/errors.js";
+import { NonRetriableError } from "../../../src/core/errors.js";
 import { dbExecutor, isReadQuery, runSqlite, toSqlitePlaceholders } from "../../../src/adapters/steps/db.js";
 import { startDeadline } from "../../../src/adapters/steps/deadline.js";
-import { makeStepContext } from "../../support/step-context.js";
+import { failure, makeStepContext } from "../../support/step-context.js";
 import { startPostgres, type TestPostgres } from "../../support/postgres.js";
 
 let postgres: TestPostgres;
@@ -55,15 +55,6 @@ function ctx(extra: Parameters<typeof makeStepContext>[0] = {}) {
   });
 }
 
-async function failure(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SluiceError) return e;
-    throw e;
-  }
-  throw new Error("expected the step to fail");
-}
 
 async function activeSleeps(): Promise<number> {
   const res = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active' AND pid <> pg_backend_pid()");

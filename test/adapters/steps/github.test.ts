@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { githubExecutor } from "../../../src/adapters/steps/github.js";
-import { NonRetriableError, RetryAfterError, SluiceError } from "../../../src/core/errors.js";
+import { NonRetriableError, RetryAfterError } from "../../../src/core/errors.js";
 import type { StepContext } from "../../../src/ports/step-executor.js";
-import { makeStepContext } from "../../support/step-context.js";
+import { failure, makeStepContext } from "../../support/step-context.js";
 import { startGitHub, type GitHubFixture } from "../../github/fixtures.js";
 
 let gh: GitHubFixture;
@@ -31,15 +31,6 @@ function ctx(overrides: Partial<StepContext> = {}): StepContext {
   return makeStepContext({ repo: "acme/widgets", github: gh.githubApi(), ...overrides });
 }
 
-async function failure(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof SluiceError) return err;
-    throw err;
-  }
-  throw new Error("expected the step to fail");
-}
 
 function callsSince(start: number): string[] {
   return gh.sim.requests.slice(start).map((r) => `${r.method} ${r.operationId ?? r.path}`);

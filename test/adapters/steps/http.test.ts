@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_POLICY, type Policy } from "../../../src/core/flow/types.js";
-import { NonRetriableError, RetryAfterError, SluiceError } from "../../../src/core/errors.js";
+import { NonRetriableError, RetryAfterError } from "../../../src/core/errors.js";
 import { httpExecutor, isSafeMethod, parseExpect } from "../../../src/adapters/steps/http.js";
-import { makeStepContext } from "../../support/step-context.js";
+import { failure, makeStepContext } from "../../support/step-context.js";
 import { sendJson, sendText, startHttpPeer, type HttpPeer } from "../../support/http-peer.js";
 
 let api: HttpPeer;
@@ -76,15 +76,6 @@ function policyAllowing(...rules: string[]): Policy {
   return { ...DEFAULT_POLICY, allow: { http: rules } };
 }
 
-async function failure(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SluiceError) return e;
-    throw e;
-  }
-  throw new Error("expected the step to fail");
-}
 
 describe("http executor: success", () => {
   it("GETs through a connection with the Bearer secret, a query, and parses JSON", async () => {

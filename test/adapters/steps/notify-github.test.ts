@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { notifyExecutor } from "../../../src/adapters/steps/notify.js";
-import { NonRetriableError, RetryAfterError, SluiceError } from "../../../src/core/errors.js";
+import { NonRetriableError, RetryAfterError } from "../../../src/core/errors.js";
 import type { StepContext } from "../../../src/ports/step-executor.js";
-import { makeStepContext } from "../../support/step-context.js";
+import { failure, makeStepContext } from "../../support/step-context.js";
 import { startGitHub, type GitHubFixture } from "../../github/fixtures.js";
 
 let gh: GitHubFixture;
@@ -24,15 +24,6 @@ function ctx(overrides: Partial<StepContext> = {}): StepContext {
   return makeStepContext({ repo: "acme/widgets", github: gh.githubApi(), ...overrides });
 }
 
-async function failure(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof SluiceError) return err;
-    throw err;
-  }
-  throw new Error("expected the step to fail");
-}
 
 describe("notify executor: github_comment, against the GitHub simulator", () => {
   it("comments on the run's pull request by default, as the app", async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NonRetriableError, RetryAfterError, SluiceError } from "../../../src/core/errors.js";
+import { NonRetriableError, RetryAfterError } from "../../../src/core/errors.js";
 import { notifyExecutor } from "../../../src/adapters/steps/notify.js";
-import { makeStepContext } from "../../support/step-context.js";
+import { failure, makeStepContext } from "../../support/step-context.js";
 import { sendJson, sendText, startHttpPeer, type HttpPeer } from "../../support/http-peer.js";
 
 /**
@@ -53,15 +53,6 @@ function ctx(extra: Parameters<typeof makeStepContext>[0] = {}) {
   });
 }
 
-async function failure(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SluiceError) return e;
-    throw e;
-  }
-  throw new Error("expected the step to fail");
-}
 
 describe("notify executor: webhook", () => {
   it("posts {text} with the Idempotency-Key, and a deduplicating peer sees one message for a repeated key", async () => {

@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { searchExecutor } from "../../../src/adapters/steps/search.js";
-import { NonRetriableError, RetryAfterError, SluiceError } from "../../../src/core/errors.js";
+import { NonRetriableError, RetryAfterError } from "../../../src/core/errors.js";
 import type { StepContext } from "../../../src/ports/step-executor.js";
-import { makeStepContext } from "../../support/step-context.js";
+import { failure, makeStepContext } from "../../support/step-context.js";
 import { startGitHub, type GitHubFixture } from "../../github/fixtures.js";
 
 let gh: GitHubFixture;
@@ -39,15 +39,6 @@ function ctx(overrides: Partial<StepContext> = {}): StepContext {
   return makeStepContext({ repo: "acme/widgets", github: gh.githubApi(), ...overrides });
 }
 
-async function failure(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof SluiceError) return err;
-    throw err;
-  }
-  throw new Error("expected the step to fail");
-}
 
 type Result = { title: string; url: string; snippet: string };
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NonRetriableError, SluiceError } from "../../../src/core/errors.js";
+import { NonRetriableError } from "../../../src/core/errors.js";
 import { githubQuery, searchExecutor } from "../../../src/adapters/steps/search.js";
-import { makeStepContext } from "../../support/step-context.js";
+import { failure, makeStepContext } from "../../support/step-context.js";
 import { sendJson, sendText, startHttpPeer, type HttpPeer } from "../../support/http-peer.js";
 
 /** A SearXNG-shaped server: 25 results for "sluice" in pages of 10, none for anything else. */
@@ -44,15 +44,6 @@ function ctx(extra: Parameters<typeof makeStepContext>[0] = {}) {
   return makeStepContext({ connections: { searx: { type: "search", base_url: searx.origin } }, ...extra });
 }
 
-async function failure(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SluiceError) return e;
-    throw e;
-  }
-  throw new Error("expected the step to fail");
-}
 
 describe("search executor: web", () => {
   it("normalises results and stops at the default limit of 10", async () => {

@@ -4,9 +4,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NonRetriableError, SluiceError } from "../../../src/core/errors.js";
+import { NonRetriableError } from "../../../src/core/errors.js";
 import { buildSshCommand, shellQuote, sshExecutor, SSH_MAX_OUTPUT_BYTES } from "../../../src/adapters/steps/ssh.js";
-import { makeStepContext } from "../../support/step-context.js";
+import { failure, makeStepContext } from "../../support/step-context.js";
 import { startSshd, type TestSshd } from "../../support/sshd.js";
 
 let sshd: TestSshd;
@@ -39,15 +39,6 @@ function ctx(extra: Parameters<typeof makeStepContext>[0] = {}, conn: Record<str
   });
 }
 
-async function failure(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SluiceError) return e;
-    throw e;
-  }
-  throw new Error("expected the step to fail");
-}
 
 /** Whether a process whose command line contains `marker` runs on this machine (sshd is local). */
 function running(marker: string): boolean {

@@ -9,6 +9,8 @@ export type ErrorCode =
   | "FLOW_NOT_FOUND"
   | "FLOW_INVALID"
   | "CONFIG_INVALID"
+  /** The server's environment (APP_ID, PORT, SLUICE_PUBLIC_URL…) is invalid. */
+  | "ENV_INVALID"
   | "INPUT_INVALID"
   | "STATE_CONFLICT"
   | "NOT_WAITING"

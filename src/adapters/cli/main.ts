@@ -201,7 +201,7 @@ async function dispatch(command: string, args: string[], v: Values, io: Io, need
     case "worker":
       return (await import("./worker.js")).workerCommand(await needLocal(), { once: v.once === true, ...(str(v.poll) ? { pollMs: durationArg("--poll", str(v.poll)!) } : {}) }, io);
     case "serve":
-      throw new SluiceError("USAGE", "sluice serve is not available yet in this build");
+      return (await import("./serve.js")).serveCommand(io);
     default:
       throw usage(`unknown command '${command}'`);
   }

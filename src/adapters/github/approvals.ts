@@ -1,0 +1,134 @@
+/**
+ * Approvals from GitHub (SPEC §5): `/approve` and `/reject` comments, pull-request reviews and
+ * the check run's buttons all end in `decideGate`, with the sender's facts resolved from
+ * GitHub first (bot, repository permission, membership of the gate's teams), so every path
+ * checks the same eligibility and digest rules. Also: which runs a comment or review is about.
+ */
+import { runView } from "../../app/run-view.js";
+import { decideGate, openGates } from "../../app/signals.js";
+import { tally } from "../../core/engine/decide.js";
+import type { ApprovalSignal } from "../../core/engine/events.js";
+import { approversAt } from "../../core/engine/gates.js";
+import type { RunState } from "../../core/engine/state.js";
+import { SluiceError } from "../../core/errors.js";
+import type { RunRecord, RunStatus } from "../../ports/run-store.js";
+import type { GitHubApi } from "../../ports/step-executor.js";
+import { runUrl, type GitHubDeps } from "./deps.js";
+import { personOf } from "./people.js";
+
+export interface LoadedRun {
+  record: RunRecord;
+  state: RunState;
+}
+
+export const ACTIVE: RunStatus[] = ["queued", "running", "waiting"];
+
+/** Whether a run is about an issue or pull request: started from it, or a gate names it. */
+export function concerns(state: RunState, issue: number): boolean {
+  return state.trigger.issue === issue || openGates(state).some((g) => g.gate?.info.pull_request === issue);
+}
+
+/** The runs of a repository with these statuses (newest first), loaded. */
+export async function loadRuns(deps: GitHubDeps, repo: string, status: RunStatus[], limit = 200): Promise<LoadedRun[]> {
+  const records = await deps.store.listRuns({ repo, status, limit });
+  const out: LoadedRun[] = [];
+  for (const record of records) out.push({ record, state: (await deps.runtime.load(record.id)).state });
+  return out.sort((a, b) => b.record.createdAt - a.record.createdAt);
+}
+
+/** A run named in a command, checked to belong to the repository. */
+export async function namedRun(deps: GitHubDeps, repo: string, id: string): Promise<LoadedRun | undefined> {
+  const record = await deps.store.getRun(id);
+  if (!record || record.repo.toLowerCase() !== repo.toLowerCase()) return undefined;
+  return { record, state: (await deps.runtime.load(id)).state };
+}
+
+export type Target = { ok: true; runs: LoadedRun[] } | { ok: false; message: string };
+
+/**
+ * The run(s) a command without a run id is about: those started from this issue or pull request
+ * (or whose gate names it) matching `pick`, else the only such run in the repository.
+ */
+export async function implicitTargets(deps: GitHubDeps, repo: string, issue: number, status: RunStatus[], pick: (r: LoadedRun) => boolean): Promise<LoadedRun[]> {
+  const candidates = (await loadRuns(deps, repo, status)).filter(pick);
+  const here = candidates.filter((r) => concerns(r.state, issue));
+  if (here.length) return here;
+  return candidates.length === 1 ? candidates : [];
+}
+
+export function hasGate(r: LoadedRun): boolean {
+  return openGates(r.state).length > 0;
+}
+
+/** The one run with an open gate a decision is about; a clear message when there is none or several. */
+export async function gateTarget(deps: GitHubDeps, repo: string, issue: number, explicit?: string): Promise<Target> {
+  if (explicit) {
+    const run = await namedRun(deps, repo, explicit);
+    return run ? { ok: true, runs: [run] } : { ok: false, message: `there is no run \`${explicit}\` in ${repo}` };
+  }
+  const runs = await implicitTargets(deps, repo, issue, ["waiting"], hasGate);
+  if (runs.length === 1) return { ok: true, runs };
+  if (runs.length === 0) return { ok: false, message: "no run is waiting for approval here; name one: `/approve <run>`" };
+  return { ok: false, message: `several runs wait for approval here (${runs.map((r) => `\`${r.record.id}\``).join(", ")}): name one, e.g. \`/approve ${runs[0]?.record.id}\`` };
+}
+
+export interface DecisionRequest {
+  runId: string;
+  decision: "approve" | "reject";
+  via: ApprovalSignal["via"];
+  sender: { login: string; type?: string };
+  digest?: string;
+  comment?: string;
+}
+
+export type Outcome = { ok: true; message: string } | { ok: false; code: string; message: string };
+
+const REFUSALS = new Set(["APPROVAL_NOT_ELIGIBLE", "APPROVAL_STALE", "NOT_WAITING", "RUN_NOT_FOUND", "NOT_FOUND"]);
+
+/** Resolves the sender's facts and records the decision; a refusal says why. */
+export async function decideFromGitHub(deps: GitHubDeps, api: GitHubApi, repo: string, req: DecisionRequest): Promise<Outcome> {
+  const { state } = await deps.runtime.load(req.runId);
+  const open = openGates(state)[0];
+  const teams = open?.gate ? (approversAt(open.gate.info, open.gate.level).teams ?? []) : [];
+  const person = await personOf(api, repo, req.sender, teams);
+  try {
+    const r = await decideGate(deps.runtime, req.runId, {
+      login: person.login,
+      via: req.via,
+      decision: req.decision,
+      is_bot: person.is_bot,
+      permission: person.permission,
+      teams: person.teams,
+      ...(req.digest ? { digest: req.digest } : {}),
+      ...(req.comment ? { comment: req.comment } : {}),
+    });
+    deps.kick(req.runId);
+    return { ok: true, message: await afterDecision(deps, req, r.step) };
+  } catch (e) {
+    if (e instanceof SluiceError && REFUSALS.has(e.code)) {
+      return { ok: false, code: e.code, message: `${req.decision === "approve" ? "the approval" : "the rejection"} of run \`${req.runId}\` did not count: ${e.message}` };
+    }
+    throw e;
+  }
+}
+
+/** What the decision did, from the gate's tally (the run itself may still be advancing). */
+async function afterDecision(deps: GitHubDeps, req: DecisionRequest, step: string): Promise<string> {
+  const { state } = await deps.runtime.load(req.runId);
+  const link = `[\`${req.runId}\`](${runUrl(deps, req.runId)})`;
+  const what = `gate \`${step}\` of run ${link} (${state.flow.name})`;
+  if (req.decision === "reject") return `rejected ${what}: the run stops there`;
+  const s = state.steps[step];
+  if (!s?.gate) return `approved ${what}`;
+  const t = tally(s);
+  if (t.approvedBy.length >= t.min) return `approved ${what} (${t.approvedBy.length}/${t.min}): the run continues`;
+  return `approval of ${what} counted: ${t.approvedBy.length}/${t.min}, waiting for ${t.min - t.approvedBy.length} more`;
+}
+
+/** One line per run for `/status`. */
+export function statusLine(deps: GitHubDeps, r: LoadedRun): string {
+  const v = runView(r.record, r.state);
+  const gate = v.gate ? ` · gate \`${v.gate.step}\` ${v.gate.approvals.length}/${v.gate.min}, digest \`${v.gate.digest.slice(0, 12)}\`` : "";
+  const current = v.steps.find((s) => s.status === "running" || s.status === "waiting");
+  return `| [\`${v.id}\`](${runUrl(deps, v.id)}) | ${v.flow} | ${v.status}${gate} | ${current ? `\`${current.id}\`` : "—"} | ${v.release.kind} \`${v.release.sha.slice(0, 7)}\` | ${v.trigger.actor} |`;
+}

@@ -1,0 +1,192 @@
+/**
+ * Commands in issue and pull-request comments (SPEC §5), honoured only from humans with write
+ * access. The app reacts at once (`eyes`), carries the command out, reacts `+1` or `-1` and
+ * replies with the outcome, including why an approval did not count.
+ */
+import { pickFlow } from "../../app/releases.js";
+import { cancelRun, retryRun } from "../../app/signals.js";
+import { SluiceError } from "../../core/errors.js";
+import { resolveInputs } from "../../core/flow/inputs.js";
+import type { GitHubApi } from "../../ports/step-executor.js";
+import { GitHubFlowSource } from "../sources/github-flow-source.js";
+import { ACTIVE, decideFromGitHub, gateTarget, implicitTargets, loadRuns, namedRun, statusLine, type LoadedRun, type Outcome } from "./approvals.js";
+import { looksLikeDigest, looksLikeRunId, parseCommand, parseRunArgs, type ParsedCommand } from "./commands.js";
+import { errorText, isTransient, react, reply, runUrl, splitRepo, startRun, type GitHubDeps } from "./deps.js";
+import { draftsAllowed } from "./drafts.js";
+import { atLeast, isBot, permissionOf } from "./people.js";
+import { asLoaded, liveSnapshot, snapshotAt } from "./snapshot.js";
+
+interface CommentContext {
+  deps: GitHubDeps;
+  api: GitHubApi;
+  repo: string;
+  issue: number;
+  isPullRequest: boolean;
+  sender: { login: string; type?: string };
+  payload: any;
+}
+
+export async function handleIssueComment(deps: GitHubDeps, payload: any): Promise<void> {
+  if (payload.action !== "created") return;
+  const command = parseCommand(String(payload.comment?.body ?? ""));
+  if (!command) return;
+  const sender = { login: String(payload.sender?.login ?? payload.comment?.user?.login), type: payload.sender?.type };
+  if (isBot(sender)) return; // bots' comments are never commands (and never loop with our replies)
+  const repo = String(payload.repository.full_name);
+  const api = await deps.installations.api(repo, payload.installation?.id);
+  const commentId = Number(payload.comment.id);
+  await react(api, repo, commentId, "eyes").catch((e) => deps.logger.warn("reaction failed", { repo, comment: commentId, error: errorText(e) }));
+  const ctx: CommentContext = { deps, api, repo, issue: Number(payload.issue.number), isPullRequest: payload.issue.pull_request !== undefined && payload.issue.pull_request !== null, sender, payload };
+  let outcome: Outcome;
+  try {
+    const permission = await permissionOf(api, repo, sender.login);
+    outcome = atLeast(permission, "write")
+      ? await execute(ctx, command)
+      : { ok: false, code: "APPROVAL_NOT_ELIGIBLE", message: `commands are honoured only from people with write access to ${repo}; @${sender.login} has ${permission}` };
+  } catch (e) {
+    if (isTransient(e)) throw e; // nothing was done yet: the delivery is tried again
+    outcome = { ok: false, code: e instanceof SluiceError ? e.code : "INTERNAL", message: errorText(e) };
+    if (!(e instanceof SluiceError)) deps.logger.error("command failed", { repo, issue: ctx.issue, command: command.name, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+  }
+  // The command is done: what follows is best effort, never a reason to do it again.
+  try {
+    await react(api, repo, commentId, outcome.ok ? "+1" : "-1");
+    await reply(api, repo, ctx.issue, `> /${command.name}${command.args.length ? ` ${command.args.join(" ")}` : ""}\n\n@${sender.login} ${outcome.ok ? "✅" : "❌"} ${outcome.message}`);
+  } catch (e) {
+    deps.logger.warn("reply to a command failed", { repo, issue: ctx.issue, error: errorText(e) });
+  }
+}
+
+async function execute(ctx: CommentContext, command: ParsedCommand): Promise<Outcome> {
+  switch (command.name) {
+    case "run":
+      return runCommand(ctx, command);
+    case "approve":
+    case "reject":
+      return decideCommand(ctx, command);
+    case "cancel":
+      return cancelCommand(ctx, command);
+    case "retry":
+      return retryCommand(ctx, command);
+    case "status":
+      return statusCommand(ctx, command);
+  }
+}
+
+async function runCommand(ctx: CommentContext, command: ParsedCommand): Promise<Outcome> {
+  const parsed = parseRunArgs(command.args);
+  if (!parsed.ok) return { ok: false, code: "USAGE", message: parsed.error };
+  const { deps, api, repo } = ctx;
+  const source = new GitHubFlowSource(repo, api);
+  const live = await liveSnapshot(deps.store, source, deps.runtime.now());
+  let loaded = asLoaded(live.snapshot, live.release);
+  if (ctx.isPullRequest) {
+    const pr = (await api.request("GET /repos/{owner}/{repo}/pulls/{pull_number}", { ...splitRepo(repo), pull_number: ctx.issue })).data;
+    if (!draftsAllowed(pr, live.snapshot.config)) {
+      return { ok: false, code: "USAGE", message: "this pull request comes from a fork, and draft runs from forks are never started (`policy.drafts.forks: never` in .github/sluice.yml)" };
+    }
+    // A draft: the flows at the pull request's head, with the default branch's config.
+    const head = await snapshotAt(source, String(pr.head.sha), live.snapshot);
+    loaded = asLoaded(head, { sha: String(pr.head.sha), ref: String(pr.head.ref), kind: "draft" });
+  }
+  const flow = pickFlow(loaded, parsed.flow);
+  const inputs = resolveInputs(flow, parsed.inputs);
+  const id = await startRun(deps, {
+    flow,
+    config: loaded.config,
+    release: loaded.release,
+    repo,
+    inputs,
+    trigger: { type: "command", actor: ctx.sender.login, event: ctx.payload, issue: ctx.issue },
+  });
+  return {
+    ok: true,
+    message: `started run [\`${id}\`](${runUrl(deps, id)}) of \`${flow.name}\` at \`${loaded.release.sha.slice(0, 7)}\` (${loaded.release.kind}${loaded.release.kind === "draft" ? `, ${loaded.release.ref}` : ""})`,
+  };
+}
+
+/** `/approve [run] [digest]` and `/reject [run] [reason]`: the first word is a run id when such a run exists. */
+async function decideCommand(ctx: CommentContext, command: ParsedCommand): Promise<Outcome> {
+  const { deps, api, repo } = ctx;
+  const [first, second] = command.args;
+  let runId: string | undefined;
+  let rest = command.text;
+  if (first && looksLikeRunId(first) && (await namedRun(deps, repo, first))) {
+    runId = first;
+    rest = command.text.slice(command.text.indexOf(first) + first.length).trim();
+  }
+  let digest: string | undefined;
+  let comment: string | undefined;
+  if (command.name === "approve") {
+    const d = runId ? second : first;
+    if (d !== undefined) {
+      if (!looksLikeDigest(d)) return { ok: false, code: "USAGE", message: `\`${d}\` is neither a run of ${repo} nor a gate digest: \`/approve [run] [digest]\`` };
+      digest = d;
+    }
+  } else if (rest) comment = rest;
+  const target = await gateTarget(deps, repo, ctx.issue, runId);
+  if (!target.ok) return { ok: false, code: "NOT_WAITING", message: target.message };
+  const run = target.runs[0] as LoadedRun;
+  return decideFromGitHub(deps, api, repo, {
+    runId: run.record.id,
+    decision: command.name === "approve" ? "approve" : "reject",
+    via: "comment",
+    sender: ctx.sender,
+    ...(digest ? { digest } : {}),
+    ...(comment ? { comment } : {}),
+  });
+}
+
+async function explicitOrImplicit(ctx: CommentContext, command: ParsedCommand, status: Parameters<typeof implicitTargets>[3], verb: string): Promise<LoadedRun[] | Outcome> {
+  const id = command.args[0];
+  if (id) {
+    const run = await namedRun(ctx.deps, ctx.repo, id);
+    return run ? [run] : { ok: false, code: "RUN_NOT_FOUND", message: `there is no run \`${id}\` in ${ctx.repo}` };
+  }
+  const runs = await implicitTargets(ctx.deps, ctx.repo, ctx.issue, status, () => true);
+  return runs.length ? runs : { ok: false, code: "NOT_FOUND", message: `no run to ${verb} here; name one: \`/${command.name} <run>\`` };
+}
+
+async function cancelCommand(ctx: CommentContext, command: ParsedCommand): Promise<Outcome> {
+  const runs = await explicitOrImplicit(ctx, command, ACTIVE, "cancel");
+  if (!Array.isArray(runs)) return runs;
+  const done: string[] = [];
+  const refused: string[] = [];
+  for (const r of runs) {
+    try {
+      await cancelRun(ctx.deps.runtime, r.record.id, ctx.sender.login, `/cancel by ${ctx.sender.login}`);
+      ctx.deps.kick(r.record.id);
+      done.push(`[\`${r.record.id}\`](${runUrl(ctx.deps, r.record.id)}) (${r.state.flow.name})`);
+    } catch (e) {
+      if (!(e instanceof SluiceError) || isTransient(e)) throw e;
+      refused.push(`\`${r.record.id}\`: ${e.message}`);
+    }
+  }
+  if (!done.length) return { ok: false, code: "NOT_WAITING", message: refused.join("; ") };
+  return { ok: true, message: `cancelled ${done.join(", ")}${refused.length ? `; not cancelled: ${refused.join("; ")}` : ""}` };
+}
+
+async function retryCommand(ctx: CommentContext, command: ParsedCommand): Promise<Outcome> {
+  const runs = await explicitOrImplicit(ctx, command, ["failed", "cancelled", "timed_out"], "retry");
+  if (!Array.isArray(runs)) return runs;
+  const run = runs[0] as LoadedRun; // the most recent one
+  await retryRun(ctx.deps.runtime, run.record.id, ctx.sender.login);
+  ctx.deps.kick(run.record.id);
+  return { ok: true, message: `retrying run [\`${run.record.id}\`](${runUrl(ctx.deps, run.record.id)}) (${run.state.flow.name}) from its first unfinished step` };
+}
+
+async function statusCommand(ctx: CommentContext, command: ParsedCommand): Promise<Outcome> {
+  const { deps, repo } = ctx;
+  let runs: LoadedRun[];
+  if (command.args[0]) {
+    const run = await namedRun(deps, repo, command.args[0]);
+    if (!run) return { ok: false, code: "RUN_NOT_FOUND", message: `there is no run \`${command.args[0]}\` in ${repo}` };
+    runs = [run];
+  } else {
+    const all = await loadRuns(deps, repo, ["queued", "running", "waiting", "succeeded", "failed", "cancelled", "timed_out"], 100);
+    runs = all.filter((r) => r.state.trigger.issue === ctx.issue || r.record.status === "waiting").slice(0, 10);
+  }
+  if (!runs.length) return { ok: true, message: "no runs started from here, and none waiting in this repository" };
+  const table = ["| run | flow | status | at | release | by |", "|---|---|---|---|---|---|", ...runs.map((r) => statusLine(deps, r))].join("\n");
+  return { ok: true, message: `runs of this ${ctx.isPullRequest ? "pull request" : "issue"} and runs waiting in ${repo}:\n\n${table}` };
+}

@@ -1,0 +1,73 @@
+/**
+ * What GitHub says about a person, for commands and approvals: bot or human, their permission
+ * on the repository (`GET /repos/{o}/{r}/collaborators/{u}/permission`), and which of a gate's
+ * teams they are an active member of (`GET /orgs/{org}/teams/{slug}/memberships/{u}`).
+ */
+import type { ApprovalSignal } from "../../core/engine/events.js";
+import { SluiceError } from "../../core/errors.js";
+import type { GitHubApi } from "../../ports/step-executor.js";
+
+export type Permission = NonNullable<ApprovalSignal["permission"]>;
+
+const RANK: Record<Permission, number> = { none: 0, read: 1, triage: 2, write: 3, maintain: 4, admin: 5 };
+
+export function atLeast(have: Permission, need: Permission): boolean {
+  return RANK[have] >= RANK[need];
+}
+
+export interface Person {
+  login: string;
+  is_bot: boolean;
+  permission: Permission;
+  teams: string[];
+}
+
+function statusOf(e: unknown): number | undefined {
+  const s = (e as { status?: unknown })?.status;
+  return typeof s === "number" ? s : undefined;
+}
+
+/** A sender is a bot when GitHub says so, or when its login ends in [bot]. */
+export function isBot(sender: { login?: unknown; type?: unknown } | undefined): boolean {
+  return sender?.type === "Bot" || (typeof sender?.login === "string" && /\[bot\]$/i.test(sender.login));
+}
+
+/** The person's permission on the repository: the role name when it is a known rank, else the permission. */
+export async function permissionOf(api: GitHubApi, repo: string, login: string): Promise<Permission> {
+  const [owner, name] = repo.split("/");
+  try {
+    const r = await api.request("GET /repos/{owner}/{repo}/collaborators/{username}/permission", { owner, repo: name, username: login });
+    const role = r.data?.role_name;
+    if (typeof role === "string" && role in RANK) return role as Permission;
+    const p = r.data?.permission;
+    return typeof p === "string" && p in RANK ? (p as Permission) : "none";
+  } catch (e) {
+    if (statusOf(e) === 404) return "none";
+    throw new SluiceError("GITHUB_UNAVAILABLE", `could not read ${login}'s permission on ${repo}: ${e instanceof Error ? e.message : String(e)}`, { repo, login });
+  }
+}
+
+/** The teams (`org/slug`) among `teams` that `login` is an active member of. */
+export async function teamsOf(api: GitHubApi, login: string, teams: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const team of teams) {
+    const [org, slug] = team.split("/");
+    if (!org || !slug) continue;
+    try {
+      const r = await api.request("GET /orgs/{org}/teams/{team_slug}/memberships/{username}", { org, team_slug: slug, username: login });
+      if (r.data?.state === "active") out.push(team);
+    } catch (e) {
+      if (statusOf(e) === 404) continue;
+      throw new SluiceError("GITHUB_UNAVAILABLE", `could not read ${login}'s membership of ${team}: ${e instanceof Error ? e.message : String(e)}`, { login, team });
+    }
+  }
+  return out;
+}
+
+/** Everything eligibility needs about the sender of an event. */
+export async function personOf(api: GitHubApi, repo: string, sender: { login: string; type?: string }, teams: readonly string[] = []): Promise<Person> {
+  const bot = isBot(sender);
+  if (bot) return { login: sender.login, is_bot: true, permission: "none", teams: [] };
+  const [permission, memberOf] = await Promise.all([permissionOf(api, repo, sender.login), teamsOf(api, sender.login, teams)]);
+  return { login: sender.login, is_bot: false, permission, teams: memberOf };
+}

@@ -1,0 +1,294 @@
+/**
+ * The composition root of the server (`sluice serve`, `npm start`): the Probot app with the
+ * worker, the inbox, the scheduler and the check-run reporter in one process.
+ *
+ * Configuration comes from the environment, validated up front (ENV_INVALID lists every
+ * problem). Without GitHub App credentials Probot's `run()` starts its setup flow, which
+ * registers the app from `app.yml`; with them it serves webhooks on `/api/github/webhooks`
+ * and Sluice's routes through Probot 14's `addHandler`. State lives in PostgreSQL with
+ * DATABASE_URL, else in SQLite under SLUICE_HOME (default `.sluice/` of the working directory).
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { run, type ApplicationFunction, type Probot, type Server } from "probot";
+import { createLogger } from "../adapters/logger.js";
+import { SecretStore } from "../adapters/secrets/secrets.js";
+import { defaultExecutors } from "../adapters/steps/index.js";
+import { FileResourceStore } from "../adapters/store/file-resource-store.js";
+import { openRunStore } from "../adapters/store/index.js";
+import { GitHubFlowSource } from "../adapters/sources/github-flow-source.js";
+import { deliveryKey, handleDelivery } from "../adapters/github/dispatch.js";
+import { createHooksRoute } from "../adapters/github/hooks-route.js";
+import { createInbox, type Inbox } from "../adapters/github/inbox.js";
+import { Installations } from "../adapters/github/installations.js";
+import { registerIntake, webhooksAtRoot } from "../adapters/github/intake.js";
+import { createReporter, type Reporter } from "../adapters/github/reporter.js";
+import { createScheduler, type Scheduler } from "../adapters/github/scheduler.js";
+import { releaseSnapshotAt } from "../adapters/github/snapshot.js";
+import type { GitHubDeps } from "../adapters/github/deps.js";
+import { metrics as defaultMetrics } from "../adapters/server/metrics.js";
+import { createRoutes } from "../adapters/server/routes.js";
+import { SluiceError } from "../core/errors.js";
+import type { Flow } from "../core/flow/types.js";
+import type { RunStore } from "../ports/run-store.js";
+import type { GitHubApi, Logger } from "../ports/step-executor.js";
+import { Runtime } from "./runtime.js";
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+
+export interface ServerConfig {
+  /** APP_ID and a private key are both set: serve webhooks (else Probot's setup flow). */
+  credentials: boolean;
+  appId?: number;
+  port: number;
+  host?: string;
+  /** Base URL of run pages, callbacks and hooks as the world reaches them. */
+  publicUrl: string;
+  logLevel: (typeof LOG_LEVELS)[number];
+  /** PostgreSQL URL, or undefined for SQLite in `home`. */
+  databaseUrl?: string;
+  home: string;
+  /** The GitHub API Probot talks to (api.github.com, or GHE_PROTOCOL://GHE_HOST/api/v3). */
+  githubApiUrl: string;
+  leaseMs?: number;
+}
+
+/** Reads and checks the server's environment; one ENV_INVALID error names every problem. */
+export function readServerConfig(env: NodeJS.ProcessEnv, cwd: string): ServerConfig {
+  const problems: string[] = [];
+  const logLevel = (env.LOG_LEVEL ?? "info") as ServerConfig["logLevel"];
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, not '${env.LOG_LEVEL}'`);
+  let port = 3000;
+  if (env.PORT !== undefined && env.PORT !== "") {
+    port = Number(env.PORT);
+    if (!/^[0-9]+$/.test(env.PORT) || port < 1 || port > 65535) problems.push(`PORT must be a port number from 1 to 65535, not '${env.PORT}'`);
+  }
+  let appId: number | undefined;
+  if (env.APP_ID) {
+    appId = Number(env.APP_ID);
+    if (!/^[0-9]+$/.test(env.APP_ID) || appId < 1) problems.push(`APP_ID must be the app's numeric id, not '${env.APP_ID}'`);
+  }
+  const hasKey = Boolean(env.PRIVATE_KEY || env.PRIVATE_KEY_PATH);
+  if (env.PRIVATE_KEY_PATH && !env.PRIVATE_KEY) {
+    try {
+      readFileSync(resolve(cwd, env.PRIVATE_KEY_PATH));
+    } catch (e) {
+      problems.push(`PRIVATE_KEY_PATH ${env.PRIVATE_KEY_PATH} cannot be read: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  if (env.APP_ID && !hasKey) problems.push("APP_ID is set but neither PRIVATE_KEY nor PRIVATE_KEY_PATH is: set the app's private key (or unset APP_ID to register the app)");
+  if (!env.APP_ID && hasKey) problems.push("a private key is set but APP_ID is not: set the app's numeric id");
+  const credentials = Boolean(env.APP_ID && hasKey);
+  if (credentials && !env.WEBHOOK_SECRET) problems.push("WEBHOOK_SECRET is required with app credentials: without it no delivery could be verified");
+  const protocol = env.GHE_PROTOCOL ?? "https";
+  if (protocol !== "http" && protocol !== "https") problems.push(`GHE_PROTOCOL must be http or https, not '${protocol}'`);
+  if (env.GHE_HOST !== undefined && !/^[A-Za-z0-9.-]+(:[0-9]+)?$/.test(env.GHE_HOST)) {
+    problems.push(`GHE_HOST is a host name (and port), without a scheme or path, not '${env.GHE_HOST}'`);
+  }
+  let publicUrl = `http://localhost:${port}`;
+  if (env.SLUICE_PUBLIC_URL) {
+    try {
+      const u = new URL(env.SLUICE_PUBLIC_URL);
+      if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("not http(s)");
+      publicUrl = env.SLUICE_PUBLIC_URL.replace(/\/+$/, "");
+    } catch {
+      problems.push(`SLUICE_PUBLIC_URL must be an http(s) URL, not '${env.SLUICE_PUBLIC_URL}'`);
+    }
+  }
+  let leaseMs: number | undefined;
+  if (env.SLUICE_LEASE_MS) {
+    leaseMs = Number(env.SLUICE_LEASE_MS);
+    if (!Number.isSafeInteger(leaseMs) || leaseMs < 100) problems.push(`SLUICE_LEASE_MS must be a whole number of milliseconds (100 or more), not '${env.SLUICE_LEASE_MS}'`);
+  }
+  if (problems.length) throw new SluiceError("ENV_INVALID", `the server's environment is invalid: ${problems.join("; ")}`, { problems });
+  return {
+    credentials,
+    ...(appId !== undefined ? { appId } : {}),
+    port,
+    ...(env.HOST ? { host: env.HOST } : {}),
+    publicUrl,
+    logLevel,
+    ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
+    home: resolve(cwd, env.SLUICE_HOME ?? ".sluice"),
+    githubApiUrl: env.GHE_HOST ? `${protocol}://${env.GHE_HOST}/api/v3` : "https://api.github.com",
+    ...(leaseMs !== undefined ? { leaseMs } : {}),
+  };
+}
+
+export interface Sluice {
+  config: ServerConfig;
+  store: RunStore;
+  runtime: Runtime;
+  installations: Installations;
+  inbox: Inbox;
+  scheduler: Scheduler;
+  reporter: Reporter;
+  logger: Logger;
+  /** Stops the loops, waits for work in flight, closes the store. */
+  stop(): Promise<void>;
+}
+
+export interface SluiceAppOptions {
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** Sluice's own log (Probot logs through pino); default: stderr at LOG_LEVEL. */
+  logger?: Logger;
+  /** How often the loops look at the store when nothing wakes them. Default 1 s. */
+  pollMs?: number;
+  /** Called once the app is composed and its loops run. */
+  onReady?: (sluice: Sluice) => void;
+}
+
+/**
+ * Everything the app needs, composed around a Probot instance. The loops (worker, inbox,
+ * scheduler, reporter) start at once.
+ */
+export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promise<{ sluice: Sluice; deps: GitHubDeps & { secrets: SecretStore } }> {
+  const config = readServerConfig(opts.env, opts.cwd);
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const pollMs = opts.pollMs ?? 1_000;
+  if (!existsSync(config.home)) {
+    mkdirSync(config.home, { recursive: true });
+    writeFileSync(join(config.home, ".gitignore"), "*\n");
+  }
+  const store = await openRunStore(config.databaseUrl ?? join(config.home, "sluice.db"));
+  const secrets = new SecretStore(join(config.home, "secrets.json"), opts.env);
+  const installations = new Installations(app);
+  const background = new Set<Promise<unknown>>();
+  const track = (p: Promise<unknown>) => {
+    background.add(p);
+    void p.finally(() => background.delete(p));
+  };
+
+  const runtime = new Runtime({
+    store,
+    resources: new FileResourceStore(join(config.home, "resources")),
+    executors: defaultExecutors(),
+    secrets,
+    logger,
+    mode: "github",
+    publicUrl: config.publicUrl,
+    ...(config.leaseMs ? { leaseMs: config.leaseMs } : {}),
+    github: (repo) => installations.lazy(repo),
+    readFile: (repo, sha, path) => new GitHubFlowSource(repo, installations.lazy(repo)).readFile(sha, path),
+  });
+
+  const githubFor = async (repo: string): Promise<GitHubApi | undefined> => {
+    try {
+      return await installations.api(repo);
+    } catch (e) {
+      if (e instanceof SluiceError && e.code === "NOT_FOUND") return undefined;
+      throw e;
+    }
+  };
+  const reporter = createReporter({ store, githubFor, publicUrl: config.publicUrl, logger, pollMs });
+  runtime.onEvents((runId) => reporter.notify(runId));
+
+  const kick = (runId: string): void => {
+    reporter.notify(runId);
+    track(
+      runtime.advance(runId).catch((e: unknown) => logger.error("advancing a run failed", { run: runId, error: e instanceof Error ? (e.stack ?? e.message) : String(e) })),
+    );
+  };
+  // Signals from GitHub (approvals, cancels) are recorded in the journal at once; the run then
+  // advances in the background, so a long step never holds up the inbox.
+  const signalRuntime = Object.assign(Object.create(runtime) as Runtime, {
+    advance: (id: string): Promise<boolean> => {
+      kick(id);
+      return Promise.resolve(true);
+    },
+  });
+  const deps: GitHubDeps & { secrets: SecretStore } = { runtime: signalRuntime, store, logger, installations, publicUrl: config.publicUrl, kick, secrets };
+
+  const inbox = createInbox({ store, logger, owner: runtime.workerId, handle: (d) => handleDelivery(deps, d), pollMs, keyOf: deliveryKey });
+  const flowsAt = async (repo: string, sha: string): Promise<Flow[]> => {
+    const snapshot = await releaseSnapshotAt(new GitHubFlowSource(repo, installations.lazy(repo)), sha);
+    return snapshot.flows.flatMap((f) => (f.flow ? [f.flow] : []));
+  };
+  const scheduler = createScheduler({ store, logger, flowsAt, onTick: () => inbox.wake() });
+
+  const controller = new AbortController();
+  const loops = [
+    runtime.work(controller.signal, pollMs),
+    inbox.start(controller.signal),
+    scheduler.start(controller.signal),
+    reporter.start(controller.signal),
+  ].map((p, i) => p.catch((e: unknown) => logger.error("a server loop stopped", { loop: ["worker", "inbox", "scheduler", "reporter"][i], error: e instanceof Error ? e.message : String(e) })));
+
+  let stopping: Promise<void> | undefined;
+  const sluice: Sluice = {
+    config,
+    store,
+    runtime,
+    installations,
+    inbox,
+    scheduler,
+    reporter,
+    logger,
+    stop() {
+      stopping ??= (async () => {
+        controller.abort();
+        await Promise.allSettled(loops);
+        while (background.size) await Promise.allSettled([...background]);
+        await store.close();
+      })();
+      return stopping;
+    },
+  };
+  return { sluice, deps };
+}
+
+/** The Probot application function: intake, routes and loops. */
+export function sluiceApp(opts: SluiceAppOptions): ApplicationFunction {
+  return async (app, { addHandler }) => {
+    const { sluice, deps } = await composeSluice(app, opts);
+    registerIntake(app, { store: sluice.store, logger: sluice.logger, metrics: defaultMetrics, clock: () => sluice.runtime.now(), recorded: () => sluice.inbox.wake() });
+    addHandler(webhooksAtRoot(app));
+    addHandler(createHooksRoute(deps));
+    addHandler(createRoutes({ runtime: sluice.runtime, store: sluice.store, publicUrl: sluice.config.publicUrl, logger: sluice.logger }));
+    sluice.logger.info("sluice is serving", { public_url: sluice.config.publicUrl, github: sluice.config.githubApiUrl, store: sluice.config.databaseUrl ? "postgres" : "sqlite" });
+    opts.onReady?.(sluice);
+  };
+}
+
+export interface RunningServer {
+  /** Probot's server (HTTP, webhooks, added handlers). */
+  server: Server;
+  /** Undefined in setup mode (no credentials yet). */
+  sluice?: Sluice;
+  config: ServerConfig;
+  /** http://host:port the server listens on. */
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the server with Probot's `run()`: the setup flow without credentials, else the app.
+ * The environment is validated first.
+ */
+export async function startServer(opts: Omit<SluiceAppOptions, "onReady">): Promise<RunningServer> {
+  const config = readServerConfig(opts.env, opts.cwd);
+  let sluice: Sluice | undefined;
+  const appFn = sluiceApp({ ...opts, onReady: (s) => (sluice = s) });
+  let server: Server;
+  try {
+    server = await run(appFn, { env: opts.env });
+  } catch (e) {
+    // The app was composed (its loops run) before the port was taken: stop it, or the process lingers.
+    await (sluice as Sluice | undefined)?.stop();
+    const code = (e as { code?: unknown })?.code;
+    if (code === "EADDRINUSE" || code === "EACCES") throw new SluiceError("ENV_INVALID", e instanceof Error ? e.message : String(e), { port: config.port });
+    throw e;
+  }
+  const url = `http://${server.host.includes(":") && !server.host.startsWith("[") ? `[${server.host}]` : server.host}:${server.port}`;
+  return {
+    server,
+    ...(sluice ? { sluice } : {}),
+    config,
+    url,
+    async stop() {
+      await server.stop();
+      await sluice?.stop();
+    },
+  };
+}

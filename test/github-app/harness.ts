@@ -1,0 +1,84 @@
+/**
+ * The real app (`startServer`: Probot's `run()`, its webhook verification, Sluice's loops)
+ * on a loopback port, pointed at the GitHub simulator with GHE_HOST and GHE_PROTOCOL=http, with
+ * SQLite in a temp dir, with functions that send signed webhooks and wait for what the app does.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLogger } from "../../src/adapters/logger.js";
+import { startServer, type RunningServer, type Sluice } from "../../src/app/server.js";
+import { startGitHub, type GitHubFixture } from "../github/fixtures.js";
+import type { FileInput } from "../github/simulator.js";
+import type { WebhookResult } from "../github/webhooks.js";
+
+export interface AppHarness {
+  gh: GitHubFixture;
+  server: RunningServer;
+  sluice: Sluice;
+  /** The lines Sluice logged. */
+  logs: string[];
+  hookUrl: string;
+  send(event: string, payload: unknown, opts?: { deliveryId?: string; forge?: boolean; headers?: Record<string, string> }): Promise<WebhookResult>;
+  /** Polls until `fn` returns a value other than undefined/false; fails with `what` after a long while. */
+  waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>): Promise<T>;
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, limitMs = 20_000): Promise<T> {
+  const until = Date.now() + limitMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > until) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export async function startApp(opts: { files?: Record<string, FileInput>; env?: Record<string, string>; gh?: GitHubFixture } = {}): Promise<AppHarness> {
+  const ownSimulator = !opts.gh;
+  const gh = opts.gh ?? (await startGitHub(opts.files ? { files: opts.files } : {}));
+  const home = mkdtempSync(join(tmpdir(), "sluice-app-"));
+  const port = await freePort();
+  const logs: string[] = [];
+  const logger = createLogger("debug", (line) => logs.push(line));
+  const env = {
+    ...gh.env,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    SLUICE_HOME: home,
+    SLUICE_PUBLIC_URL: `http://127.0.0.1:${port}`,
+    NO_SMEE_SETUP: "true" as const,
+    ...opts.env,
+  };
+  const server = await startServer({ env, cwd: home, logger, pollMs: 50 });
+  if (!server.sluice) throw new Error("the server started in setup mode");
+  const sluice = server.sluice;
+  const hookUrl = `${server.url}/api/github/webhooks`;
+  return {
+    gh,
+    server,
+    sluice,
+    logs,
+    hookUrl,
+    send: (event, payload, o = {}) => gh.sim.sendWebhook(hookUrl, event, payload, { secret: gh.webhookSecret, ...o }),
+    waitFor,
+    async stop() {
+      await server.stop();
+      if (ownSimulator) await gh.sim.stop();
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}

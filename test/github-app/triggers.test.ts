@@ -1,0 +1,214 @@
+/**
+ * End to end through the simulator: `on.github` triggers with `actions` and `if`, `wait.event`
+ * steps completed by a matching event, `on.schedule` ticks (one run per tick, a missed tick
+ * run once), and `POST /hooks/<owner>/<repo>/<flow>` with its HMAC signature.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { signHook } from "../../src/adapters/github/hooks-route.js";
+import { scheduleDeliveryId } from "../../src/adapters/github/scheduler.js";
+import { setLiveRelease } from "../../src/adapters/github/snapshot.js";
+import { startApp, type AppHarness } from "./harness.js";
+
+const ON_LABEL = `name: on-label
+on:
+  github:
+    - event: issues
+      actions: [labeled]
+      if: \${{ github.event.label.name == 'flaky' }}
+steps:
+  - id: note
+    function:
+      input: "\${{ github.event.issue.number }}"
+      code: return input;
+outputs:
+  issue: \${{ steps.note.outputs.result }}
+`;
+
+const WAIT_FOR_LABEL = `name: wait-for-label
+on:
+  manual:
+steps:
+  - id: wait
+    wait:
+      event:
+        github:
+          event: issues
+          actions: [labeled]
+          if: \${{ github.event.label.name == 'go' }}
+        timeout: 1h
+  - id: after
+    function:
+      input: "\${{ steps.wait.outputs.payload.label.name }}"
+      code: return input;
+outputs:
+  label: \${{ steps.after.outputs.result }}
+`;
+
+const HOOKED = `name: hooked
+on:
+  webhook:
+    secret: HOOK_SECRET
+  manual:
+    inputs:
+      who: { type: string, required: true }
+steps:
+  - id: hi
+    function:
+      input: "\${{ inputs.who }}"
+      code: return "hi " + input;
+outputs:
+  said: \${{ steps.hi.outputs.result }}
+`;
+
+const NIGHTLY = `name: nightly
+on:
+  schedule:
+    - cron: "0 3 1 1 *"
+      timezone: Europe/Berlin
+steps:
+  - id: tick
+    function:
+      code: return "tock";
+`;
+
+let app: AppHarness;
+const repo = "acme/widgets";
+
+beforeAll(async () => {
+  app = await startApp({
+    files: {
+      ".github/flows/on-label.yml": ON_LABEL,
+      ".github/flows/wait-for-label.yml": WAIT_FOR_LABEL,
+      ".github/flows/hooked.yml": HOOKED,
+      ".github/flows/nightly.yml": NIGHTLY,
+    },
+    env: { SLUICE_SECRET_HOOK_SECRET: "hook-s3cret" },
+  });
+  app.gh.sim.setPermission(repo, "ann", "write");
+});
+afterAll(async () => {
+  if (process.env.SLUICE_TEST_LOGS) console.log(app.logs.join(""));
+  await app?.stop();
+});
+afterEach(() => {
+  expect(app.gh.sim.violations).toEqual([]);
+});
+
+async function runsOf(flow: string) {
+  return app.sluice.store.listRuns({ repo, flow });
+}
+
+async function ended(id: string) {
+  return app.waitFor(`run ${id} to end`, async () => {
+    const r = await app.sluice.store.getRun(id);
+    return r && ["succeeded", "failed", "cancelled", "timed_out"].includes(r.status) ? r : undefined;
+  });
+}
+
+describe("event triggers", { timeout: 60_000 }, () => {
+  it("starts a live flow on a matching event; `actions` and `if` filter; the app's own events never trigger", async () => {
+    const { sim } = app.gh;
+    const issue = sim.createIssue(repo, { title: "Flaky test", user: "ann" });
+    const ignored = [
+      await app.send("issues", sim.payloads.issues({ repo, issue: issue.number, sender: "ann", action: "labeled", label: "bug" })),
+      await app.send("issues", sim.payloads.issues({ repo, issue: issue.number, sender: "ann", action: "opened" })),
+      await app.send("issues", sim.payloads.issues({ repo, issue: issue.number, sender: "sluice[bot]", action: "labeled", label: "flaky" })),
+    ];
+    await app.send("issues", sim.payloads.issues({ repo, issue: issue.number, sender: "ann", action: "labeled", label: "flaky" }));
+    const [run] = await app.waitFor("a run of on-label", async () => {
+      const runs = await runsOf("on-label");
+      return runs.length ? runs : undefined;
+    });
+    expect((await ended(run!.id)).status).toBe("succeeded");
+    const { state } = await app.sluice.runtime.load(run!.id);
+    expect(state.completed?.outputs).toEqual({ issue: issue.number });
+    expect(state.trigger).toMatchObject({ type: "github", actor: "ann", issue: issue.number });
+    expect(state.release.kind).toBe("live");
+    // The other deliveries were processed and started nothing.
+    for (const d of ignored) await app.waitFor(`delivery ${d.deliveryId}`, () => app.logs.some((l) => l.includes("delivery processed") && l.includes(d.deliveryId)));
+    expect(await runsOf("on-label")).toHaveLength(1);
+  });
+
+  it("completes a wait.event step with the first matching event", async () => {
+    const { sim } = app.gh;
+    const issue = sim.createIssue(repo, { title: "Wait for go", user: "ann" });
+    await app.send("issue_comment", sim.payloads.issueComment({ repo, issue: issue.number, sender: "ann", body: "/run wait-for-label" }));
+    const id = await app.waitFor("the run to wait", async () => {
+      const [r] = await runsOf("wait-for-label");
+      return r?.status === "waiting" ? r.id : undefined;
+    });
+    await app.send("issues", sim.payloads.issues({ repo, issue: issue.number, sender: "ann", action: "labeled", label: "later" }));
+    await app.send("issues", sim.payloads.issues({ repo, issue: issue.number, sender: "ann", action: "labeled", label: "go" }));
+    expect((await ended(id)).status).toBe("succeeded");
+    const { state } = await app.sluice.runtime.load(id);
+    expect(state.completed?.outputs).toEqual({ label: "go" });
+  });
+});
+
+describe("schedules", { timeout: 60_000 }, () => {
+  it("records each tick once, runs a missed tick once, in the schedule's time zone", async () => {
+    const { sim } = app.gh;
+    const sha = sim.branchSha(repo, "main")!;
+    const releasedAt = Date.parse("2027-01-01T00:00:00Z");
+    await setLiveRelease(app.sluice.store, repo, { sha, ref: "main", at: releasedAt }, releasedAt);
+    const atThree = Date.parse("2027-01-01T02:00:30Z"); // 03:00:30 in Berlin
+    expect((await app.sluice.scheduler.tickOnce(atThree)).recorded).toBe(1);
+    expect((await app.sluice.scheduler.tickOnce(atThree)).recorded).toBe(0);
+    expect((await app.sluice.scheduler.tickOnce(atThree + 60_000)).recorded).toBe(0);
+    // Down for three years: the ticks of 2028, 2029 and 2030 were missed; one run, for the latest.
+    const later = Date.parse("2030-01-01T06:00:00Z");
+    expect((await app.sluice.scheduler.tickOnce(later)).recorded).toBe(1);
+    expect(await app.sluice.store.recordDelivery({ id: scheduleDeliveryId(repo, "nightly", new Date("2027-01-01T02:00:00.000Z")), event: "schedule", payload: {}, receivedAt: 0 })).toBe(false);
+    expect(await app.sluice.store.recordDelivery({ id: scheduleDeliveryId(repo, "nightly", new Date("2030-01-01T02:00:00.000Z")), event: "schedule", payload: {}, receivedAt: 0 })).toBe(false);
+    const runs = await app.waitFor("two scheduled runs", async () => {
+      const r = await runsOf("nightly");
+      return r.length === 2 && r.every((x) => x.status === "succeeded") ? r : undefined;
+    });
+    const ats = [];
+    for (const r of runs) {
+      const { state } = await app.sluice.runtime.load(r.id);
+      expect(state.trigger.type).toBe("schedule");
+      ats.push((state.trigger.event as { at: string }).at);
+    }
+    expect(ats.sort()).toEqual(["2027-01-01T02:00:00.000Z", "2030-01-01T02:00:00.000Z"]);
+  });
+});
+
+describe("POST /hooks/<owner>/<repo>/<flow>", { timeout: 60_000 }, () => {
+  const post = (flow: string, body: string, headers: Record<string, string>) =>
+    fetch(`${app.server.url}/hooks/acme/widgets/${flow}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+
+  it("starts the flow with the JSON body as its inputs when the signature verifies", async () => {
+    const body = JSON.stringify({ who: "world" });
+    const res = await post("hooked", body, { "x-sluice-signature-256": signHook("hook-s3cret", body), "x-sluice-delivery": "d-1" });
+    expect(res.status).toBe(201);
+    const out = (await res.json()) as { ok: boolean; data: { id: string; url: string } };
+    expect(out.ok).toBe(true);
+    expect(out.data.url).toBe(`${app.server.url}/runs/${out.data.id}`);
+    expect((await ended(out.data.id)).status).toBe("succeeded");
+    const { state } = await app.sluice.runtime.load(out.data.id);
+    expect(state.completed?.outputs).toEqual({ said: "hi world" });
+    expect(state.trigger).toMatchObject({ type: "webhook" });
+    const again = await post("hooked", body, { "x-sluice-signature-256": signHook("hook-s3cret", body), "x-sluice-delivery": "d-1" });
+    expect(again.status).toBe(200);
+    expect(((await again.json()) as { data: { id: string; duplicate: boolean } }).data).toMatchObject({ id: out.data.id, duplicate: true });
+    expect(await runsOf("hooked")).toHaveLength(1);
+  });
+
+  it("refuses a wrong or missing signature, bad inputs, and a flow without on.webhook", async () => {
+    const body = JSON.stringify({ who: "mallory" });
+    const wrong = await post("hooked", body, { "x-sluice-signature-256": signHook("not-the-secret", body) });
+    expect(wrong.status).toBe(401);
+    expect(((await wrong.json()) as { error: { message: string } }).error.message).toContain("x-sluice-signature-256 is wrong");
+    expect((await post("hooked", body, {})).status).toBe(401);
+    const bad = JSON.stringify({ whom: "x" });
+    const invalid = await post("hooked", bad, { "x-sluice-signature-256": signHook("hook-s3cret", bad) });
+    expect(invalid.status).toBe(400);
+    expect(((await invalid.json()) as { error: { code: string } }).error.code).toBe("INPUT_INVALID");
+    const notHook = await post("nightly", body, { "x-sluice-signature-256": signHook("hook-s3cret", body) });
+    expect(notHook.status).toBe(404);
+    expect((await post("nope", body, {})).status).toBe(404);
+    expect(await runsOf("hooked")).toHaveLength(1);
+    expect(app.logs.some((l) => l.includes("webhook trigger signature rejected"))).toBe(true);
+  });
+});

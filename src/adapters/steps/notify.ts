@@ -1,6 +1,6 @@
 /**
  * The `notify` step: `github_comment {issue?, body}` comments on an issue or pull request (the
- * run's own by default); `webhook {connection, text | body}` POSTs JSON to a webhook whose URL is
+ * run's own by default), once per run and step; `webhook {connection, text | body}` POSTs JSON to a webhook whose URL is
  * the connection's secret (Slack-compatible `{text}`, or the given body), with the attempt's
  * Idempotency-Key so that a receiver that deduplicates sees one message. Output `id`.
  */
@@ -12,6 +12,8 @@ import { decodeBody, httpRequest, ssrfOptions, statusError } from "./http-client
 import { isRecord, optNumber, optString, paramError, reqString, typeName, type Params } from "./params.js";
 
 const KIND = "notify";
+/** How far back a comment posted by an earlier attempt of the same step is looked for. */
+const DEDUP_WINDOW_MS = 30 * 24 * 3600 * 1000;
 /** A webhook's answer is only read for an id: larger answers are cut, not an error. */
 const ANSWER_BYTES = 64 * 1024;
 
@@ -37,16 +39,33 @@ async function githubComment(spec: Params, ctx: StepContext) {
   const [owner, repo] = ctx.repo.split("/");
   if (!owner || !repo) throw new NonRetriableError("INTERNAL", `the run's repository '${ctx.repo}' is not owner/name`);
   const github = requireGitHub(ctx, "notify github_comment");
+  // GitHub takes no idempotency key for comments: a hidden marker naming the run and step lets a
+  // later attempt of the same step (after a crash or a retry) find the comment instead of
+  // posting it again.
+  const marker = `<!-- sluice:notify ${ctx.runId}:${ctx.stepId} -->`;
   return withDeadline(ctx, async (deadline) => {
     try {
-      const res = await github.request("POST /repos/{owner}/{repo}/issues/{issue_number}/comments", {
+      const recent = await github.request("GET /repos/{owner}/{repo}/issues/{issue_number}/comments", {
         owner,
         repo,
         issue_number: issue,
-        body,
+        since: new Date(ctx.now() - DEDUP_WINDOW_MS).toISOString(),
+        per_page: 100,
         request: { signal: deadline.signal },
       });
-      const data = res.data as { id?: unknown; html_url?: unknown };
+      const found = (recent.data as { id?: unknown; html_url?: unknown; body?: unknown }[]).find(
+        (c) => typeof c.body === "string" && c.body.includes(marker),
+      );
+      const data = (found ??
+        (
+          await github.request("POST /repos/{owner}/{repo}/issues/{issue_number}/comments", {
+            owner,
+            repo,
+            issue_number: issue,
+            body: `${body}\n\n${marker}`,
+            request: { signal: deadline.signal },
+          })
+        ).data) as { id?: unknown; html_url?: unknown };
       return { outputs: { id: data.id, url: typeof data.html_url === "string" ? data.html_url : undefined, issue } };
     } catch (err) {
       if (deadline.signal.aborted) throw deadline.error();

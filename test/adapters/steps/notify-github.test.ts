@@ -5,6 +5,9 @@ import type { StepContext } from "../../../src/ports/step-executor.js";
 import { failure, makeStepContext } from "../../support/step-context.js";
 import { startGitHub, type GitHubFixture } from "../../github/fixtures.js";
 
+/** The hidden marker the default context (run-test, step) leaves in a comment. */
+const MARKER = "<!-- sluice:notify run-test:step -->";
+
 let gh: GitHubFixture;
 
 beforeAll(async () => {
@@ -31,7 +34,7 @@ describe("notify executor: github_comment, against the GitHub simulator", () => 
     const pr = gh.sim.createPullRequest("acme/widgets", { head: "feature", title: "Feature", user: "alice" });
     const { outputs } = await notifyExecutor.execute({ github_comment: { body: "Run **started**" } }, ctx({ issue: pr.number }));
     const comments = gh.sim.commentsOf("acme/widgets", pr.number);
-    expect(comments.map((c) => [c.user, c.body])).toEqual([["sluice[bot]", "Run **started**"]]);
+    expect(comments.map((c) => [c.user, c.body])).toEqual([["sluice[bot]", `Run **started**\n\n${MARKER}`]]);
     expect(outputs).toEqual({ id: comments[0]?.id, url: `${gh.sim.url}/acme/widgets/pull/${pr.number}#issuecomment-${comments[0]?.id}`, issue: pr.number });
     expect(gh.sim.requests.at(-1)).toMatchObject({ method: "POST", operationId: "issues/create-comment", status: 201 });
   });
@@ -40,7 +43,7 @@ describe("notify executor: github_comment, against the GitHub simulator", () => 
     const run = gh.sim.createIssue("acme/widgets", { title: "run's issue" });
     const target = gh.sim.createIssue("acme/widgets", { title: "target" });
     await notifyExecutor.execute({ github_comment: { issue: String(target.number), body: "over here" } }, ctx({ issue: run.number }));
-    expect(gh.sim.commentsOf("acme/widgets", target.number).map((c) => c.body)).toEqual(["over here"]);
+    expect(gh.sim.commentsOf("acme/widgets", target.number).map((c) => c.body)).toEqual([`over here\n\n${MARKER}`]);
     expect(gh.sim.commentsOf("acme/widgets", run.number)).toEqual([]);
   });
 
@@ -77,6 +80,16 @@ describe("notify executor: github_comment, against the GitHub simulator", () => 
     const err = await failure(notifyExecutor.execute({ github_comment: { issue: issue.number, body: "x" } }, ctx()));
     expect(err).toBeInstanceOf(RetryAfterError);
     expect((err as RetryAfterError).retryAfterMs).toBe(60_000);
+  });
+
+  it("posts once per run and step: a later attempt finds the comment instead of posting again", async () => {
+    const issue = gh.sim.createIssue("acme/widgets", { title: "once" });
+    const first = await notifyExecutor.execute({ github_comment: { issue: issue.number, body: "deployed" } }, ctx({ attempt: 1 }));
+    const again = await notifyExecutor.execute({ github_comment: { issue: issue.number, body: "deployed" } }, ctx({ attempt: 2, idempotencyKey: "run-test:step:2" }));
+    expect(again.outputs.id).toBe(first.outputs.id);
+    const other = await notifyExecutor.execute({ github_comment: { issue: issue.number, body: "deployed" } }, ctx({ stepId: "other" }));
+    expect(other.outputs.id).not.toBe(first.outputs.id);
+    expect(gh.sim.commentsOf("acme/widgets", issue.number)).toHaveLength(2);
   });
 
   it("aborts before posting", async () => {

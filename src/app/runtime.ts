@@ -63,18 +63,6 @@ function stepErrorOf(e: unknown, timedOut: boolean, aborted: boolean): StepError
   return { code: "STEP_FAILED", message: e instanceof Error ? e.message : String(e), retryable: !aborted };
 }
 
-/** The status the store records for a run whose next turn is `turn`. */
-function statusOf(turn: Turn): { status: RunStatus; wakeAt: number | null } | undefined {
-  switch (turn.kind) {
-    case "wait":
-      return { status: turn.status, wakeAt: turn.wakeAt };
-    case "done":
-      return { status: turn.status, wakeAt: null };
-    default:
-      return undefined;
-  }
-}
-
 export class Runtime {
   readonly store: RunStore;
   readonly resources: ResourceStore;
@@ -224,13 +212,12 @@ export class Runtime {
             continue;
           }
           case "wait":
-          case "done": {
-            const s = statusOf(turn)!;
-            if (record.status !== s.status || record.wakeAt !== s.wakeAt || turn.kind === "wait") {
-              seq = await this.store.append(id, seq, [], s);
-            }
+            // Records the status and the next wake-up (compare-and-set like any append).
+            seq = await this.store.append(id, seq, [], { status: turn.status, wakeAt: turn.wakeAt });
             return;
-          }
+          case "done":
+            // The run_completed append already recorded the final status.
+            return;
           default:
             assertNever(turn, "turn");
         }

@@ -5,6 +5,7 @@
  * crash can never make a completed step run again.
  */
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { exprContext } from "../core/engine/context.js";
 import { decide, type Turn } from "../core/engine/decide.js";
 import type { JournalEvent, Release, StepErrorInfo, Trigger } from "../core/engine/events.js";
@@ -383,17 +384,8 @@ export class Runtime {
       if (n > 0) continue;
       const next = await this.store.nextWakeAt(this.now());
       const delay = Math.max(10, Math.min(pollMs, next === null ? pollMs : next - this.now()));
-      await new Promise<void>((resolve) => {
-        const onAbort = () => {
-          clearTimeout(t);
-          resolve();
-        };
-        const t = setTimeout(() => {
-          signal.removeEventListener("abort", onAbort);
-          resolve();
-        }, delay);
-        signal.addEventListener("abort", onAbort, { once: true });
-      });
+      // An abort ends the pause early; the loop condition then stops the worker.
+      await sleep(delay, undefined, { signal }).catch(() => undefined);
     }
   }
 }

@@ -5,6 +5,7 @@
  * was checked up to is kept in the store (kv `sluice:schedules`): ticks missed while no
  * process ran are run once, the latest of them, on start.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { Cron } from "croner";
 import { pickFlow } from "../../app/releases.js";
 import { SluiceError } from "../../core/errors.js";
@@ -124,19 +125,9 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
   return { tickOnce, start };
 }
 
+/** Waits `ms`, or less when `signal` aborts; never rejects. */
 export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(t);
-      resolve();
-    };
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
+  return delay(ms, undefined, { signal }).catch(() => undefined);
 }
 
 /** Starts the run of a recorded tick (the inbox calls it), from the live release at that time. */

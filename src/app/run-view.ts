@@ -50,6 +50,19 @@ export interface RunView {
   url?: string;
 }
 
+/** A run in a list (`RunList`): the record without its journal. */
+export function runSummary(r: RunRecord) {
+  return {
+    id: r.id,
+    flow: r.flow,
+    repo: r.repo,
+    status: r.status,
+    release: r.release,
+    created_at: new Date(r.createdAt).toISOString(),
+    updated_at: new Date(r.updatedAt).toISOString(),
+  };
+}
+
 const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
 
 export function runView(record: RunRecord, state: RunState): RunView {

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { parse as parseYaml } from "yaml";
 import { loadRelease, pickFlow } from "../../app/releases.js";
-import { runView, type RunView } from "../../app/run-view.js";
+import { runSummary, runView, type RunView } from "../../app/run-view.js";
 import type { Runtime } from "../../app/runtime.js";
 import { cancelRun, completeCallback, decideGate, explainGate, openGates, retryRun } from "../../app/signals.js";
 import type { JournalEvent } from "../../core/engine/events.js";
@@ -183,14 +183,7 @@ export async function runCommand(local: Local, opts: RunOptions, io: Io): Promis
 export async function runsList(rt: Runtime, opts: { flow?: string; status?: string; limit?: number }): Promise<Report> {
   const statuses = opts.status?.split(",") as RunStatus[] | undefined;
   const runs = await rt.store.listRuns({ ...(opts.flow ? { flow: opts.flow } : {}), ...(statuses ? { status: statuses } : {}), limit: opts.limit ?? 20 });
-  const data = runs.map((r) => ({
-    id: r.id,
-    flow: r.flow,
-    status: r.status,
-    release: r.release,
-    created_at: new Date(r.createdAt).toISOString(),
-    updated_at: new Date(r.updatedAt).toISOString(),
-  }));
+  const data = runs.map(runSummary);
   return {
     kind: "RunList",
     ok: true,

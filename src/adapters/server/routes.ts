@@ -11,7 +11,7 @@
  *   POST /callbacks/<token>           completes a callback wait (JSON body, ≤ 1 MiB, idempotent)
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { runView, type RunView } from "../../app/run-view.js";
+import { runSummary, runView, type RunView } from "../../app/run-view.js";
 import type { Runtime } from "../../app/runtime.js";
 import { completeCallbackToken } from "../../app/signals.js";
 import { fold } from "../../core/engine/state.js";
@@ -203,16 +203,7 @@ export function createRoutes(opts: RoutesOptions): RouteHandler {
         ...(statuses?.length ? { status: statuses as RunStatus[] } : {}),
         limit,
       });
-      const data = runs.map((r) => ({
-        id: r.id,
-        flow: r.flow,
-        repo: r.repo,
-        status: r.status,
-        release: r.release,
-        created_at: new Date(r.createdAt).toISOString(),
-        updated_at: new Date(r.updatedAt).toISOString(),
-        url: runPageUrl(base, r.id),
-      }));
+      const data = runs.map((r) => ({ ...runSummary(r), url: runPageUrl(base, r.id) }));
       sendJson(res, 200, envelope("RunList", { runs: data }));
     } catch (e) {
       if (!(e instanceof SluiceError)) logger.error("listing runs failed", { error: errorOf(e).message });

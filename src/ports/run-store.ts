@@ -116,12 +116,32 @@ export interface RunStore {
   /** Marks a delivery processed; with `retryAt`, releases it for a later attempt instead. */
   finishDelivery(id: string, outcome: { error?: string; retryAt?: number }): Promise<void>;
 
-  // Outbox: what has been reported outside the engine (a check run) for each run.
-  /** Runs whose journal moved past what was reported (seq > reportedSeq; never reported: 0), oldest change first. */
-  listUnreported(limit: number): Promise<{ runId: string; repo: string; seq: number; reportedSeq: number; report: unknown }[]>;
+  // Outbox: what has been reported outside the engine (a check run) for each run. Each run's
+  // report has a lease, so reporters of several processes never report one run at once.
+  /**
+   * Leases up to `limit` runs whose journal moved past what was reported (seq > reportedSeq;
+   * never reported: 0) and whose report lease is free, expired (lease end <= now) or already
+   * held by `owner`, oldest change first, and holds them for `owner` until `now + leaseMs`, in
+   * one atomic step: a run leased by one owner is never returned to another until the lease
+   * expires or is freed (markReported, releaseReport). A run never reported gets an outbox row
+   * (reportedSeq 0, report null) to hold its lease; getReport shows it from then on.
+   */
+  claimUnreported(
+    owner: string,
+    now: number,
+    leaseMs: number,
+    limit: number,
+  ): Promise<{ runId: string; repo: string; seq: number; reportedSeq: number; report: unknown }[]>;
+  /** Frees the run's report lease if `owner` holds it, without reporting (a reporter backing off from the run). */
+  releaseReport(runId: string, owner: string): Promise<void>;
   getReport(runId: string): Promise<{ reportedSeq: number; report: unknown } | undefined>;
-  /** Records that the run was reported up to `seq`, with the reporter's data (check run id…). Never moves backwards. */
-  markReported(runId: string, seq: number, report: unknown): Promise<void>;
+  /**
+   * Records that the run was reported up to `seq`, with the reporter's data (check run id…), and
+   * frees the run's report lease, whoever holds it. Never moves backwards: a lower seq than the
+   * recorded one changes nothing (the lease included). With `keepLease`, the lease is left as it
+   * is (a reporter recording its progress half-way through a report).
+   */
+  markReported(runId: string, seq: number, report: unknown, opts?: { keepLease?: boolean }): Promise<void>;
 
   kvGet(namespace: string, key: string, now: number): Promise<KvEntry | undefined>;
   /**

@@ -1,11 +1,13 @@
 /**
  * Run history as GitHub check runs, through an outbox in the store (SPEC §5 "Run history").
  *
- * find → build → upsert: the store lists the runs whose journal moved past what was reported;
- * each is loaded and folded, built into a check run (check-run-summary.ts), created the first
- * time and updated afterwards, and marked reported up to the seq it showed, with the check
- * run's id and the reporter's bookkeeping kept in the outbox row. All state is in the store,
- * so a restarted process carries on where the last one stopped.
+ * find → build → upsert: the store leases the runs whose journal moved past what was reported
+ * (one reporter per run across processes sharing the store; the lease is freed when the run is
+ * marked reported, or released when this reporter holds it back); each is loaded and folded,
+ * built into a check run (check-run-summary.ts), created the first time and updated afterwards,
+ * and marked reported up to the seq it showed, with the check run's id and the reporter's
+ * bookkeeping kept in the outbox row. All state is in the store, so a restarted process carries
+ * on where the last one stopped.
  *
  * Updates are coalesced: a run reported less than `minIntervalMs` ago waits until then, unless
  * it just reached a wait (a gate, a callback) or ended. Rate limits (403/429 with Retry-After or
@@ -13,6 +15,7 @@
  * process; other failures back off exponentially. Nothing is dropped: the outbox row only moves
  * forward once GitHub accepted the update.
  */
+import { randomUUID } from "node:crypto";
 import { runView, type RunView } from "../../app/run-view.js";
 import { fold } from "../../core/engine/state.js";
 import { RetryAfterError } from "../../core/errors.js";
@@ -37,6 +40,10 @@ export interface ReporterOptions {
   /** How often the loop looks at the store when nothing notifies it (runs of other processes). Default 1000. */
   pollMs?: number;
   metrics?: SluiceMetrics;
+  /** This reporter's owner id on the outbox leases. Default: a random id per reporter. */
+  owner?: string;
+  /** How long a run's report lease lasts; a flush stops taking up runs past half of it. Default 60000. */
+  leaseMs?: number;
 }
 
 export interface Reporter {
@@ -71,6 +78,7 @@ export interface ReportData {
   calls?: number;
 }
 
+const DEFAULT_LEASE_MS = 60_000;
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
 const BACKOFF_BASE_MS = 5_000;
 const BACKOFF_MAX_MS = 15 * 60_000;
@@ -104,6 +112,8 @@ export function createReporter(opts: ReporterOptions): Reporter {
   const batch = opts.batch ?? 20;
   const pollMs = opts.pollMs ?? 1_000;
   const m = opts.metrics ?? defaultMetrics;
+  const owner = opts.owner ?? `reporter-${randomUUID()}`;
+  const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
   /** Owners whose installation hit a rate limit, held in this process until then. */
   const held = new Map<string, number>();
   let nextDue = Number.POSITIVE_INFINITY;
@@ -173,7 +183,7 @@ export function createReporter(opts: ReporterOptions): Reporter {
       // next attempt finds it instead of creating a second one.
       if (!data.creating) {
         data.creating = true;
-        await store.markReported(c.runId, c.reportedSeq, { ...data });
+        await store.markReported(c.runId, c.reportedSeq, { ...data }, { keepLease: true });
       }
       const res = await call("create", data, () => gh.request("POST /repos/{owner}/{repo}/check-runs", { ...where, ...body }));
       id = Number(res.data?.id);
@@ -195,8 +205,8 @@ export function createReporter(opts: ReporterOptions): Reporter {
     if (err instanceof RetryAfterError) {
       const until = now + Math.max(1_000, err.retryAfterMs);
       data.not_before = until;
-      const owner = c.repo.split("/")[0] ?? c.repo;
-      held.set(owner, Math.max(held.get(owner) ?? 0, until));
+      const account = c.repo.split("/")[0] ?? c.repo;
+      held.set(account, Math.max(held.get(account) ?? 0, until));
       logger.warn("GitHub rate limit on check runs; backing off", { run: c.runId, repo: c.repo, retryInMs: until - now });
     } else {
       data.failures = (c.data.failures ?? 0) + 1;
@@ -214,8 +224,8 @@ export function createReporter(opts: ReporterOptions): Reporter {
       nextDue = Math.min(nextDue, data.not_before);
       return false;
     }
-    const owner = c.repo.split("/")[0] ?? c.repo;
-    const hold = held.get(owner);
+    const account = c.repo.split("/")[0] ?? c.repo;
+    const hold = held.get(account);
     if (hold !== undefined && hold > now) {
       nextDue = Math.min(nextDue, hold);
       return false;
@@ -256,21 +266,32 @@ export function createReporter(opts: ReporterOptions): Reporter {
   async function flush(): Promise<number> {
     const now = clock();
     nextDue = Number.POSITIVE_INFINITY;
-    for (const [owner, until] of held) if (until <= now) held.delete(owner);
+    for (const [account, until] of held) if (until <= now) held.delete(account);
     // Ask for more than a batch: runs held back by coalescing or a backoff must not starve the rest.
-    const rows = await store.listUnreported(Math.max(100, batch * 5));
+    const rows = await store.claimUnreported(owner, now, leaseMs, Math.max(100, batch * 5));
     let done = 0;
     for (const row of rows) {
-      if (done >= batch) {
+      let reported = false;
+      // Past a batch, or half the lease, the rest is left to the next flush (or another process).
+      if (done >= batch || clock() - now >= leaseMs / 2) {
         nextDue = now;
-        break;
+      } else {
+        const c: Candidate = { runId: row.runId, repo: row.repo, seq: row.seq, reportedSeq: row.reportedSeq, data: dataOf(row.report) };
+        try {
+          reported = await handle(c, now);
+          if (reported) done++;
+        } catch (e) {
+          logger.error("reporting a run failed", { run: c.runId, error: e instanceof Error ? e.message : String(e) });
+          nextDue = Math.min(nextDue, now + BACKOFF_BASE_MS);
+        }
       }
-      const c: Candidate = { runId: row.runId, repo: row.repo, seq: row.seq, reportedSeq: row.reportedSeq, data: dataOf(row.report) };
-      try {
-        if (await handle(c, now)) done++;
-      } catch (e) {
-        logger.error("reporting a run failed", { run: c.runId, error: e instanceof Error ? e.message : String(e) });
-        nextDue = Math.min(nextDue, now + BACKOFF_BASE_MS);
+      // A run reported had its lease freed by markReported; any other is released for whoever comes next.
+      if (!reported) {
+        try {
+          await store.releaseReport(row.runId, owner);
+        } catch (e) {
+          logger.warn("releasing a run's report lease failed", { run: row.runId, error: e instanceof Error ? e.message : String(e) });
+        }
       }
     }
     return done;

@@ -91,8 +91,13 @@ export function latestAt(events: readonly { at: number }[], fallback: number): n
   return Number.isFinite(at) ? at : fallback;
 }
 
-export function checkLease(owner: string, leaseMs: number): void {
+/** Checks a lease owner. */
+export function checkOwner(owner: string): void {
   if (typeof owner !== "string" || owner === "") throw new SluiceError("INPUT_INVALID", "a lease owner must be a non-empty string");
+}
+
+export function checkLease(owner: string, leaseMs: number): void {
+  checkOwner(owner);
   if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) {
     throw new SluiceError("INPUT_INVALID", `a lease lasts a positive whole number of milliseconds, got ${String(leaseMs)}`);
   }

@@ -5,7 +5,7 @@
  * instances stand for two worker processes). The suite isolates its tests through the port alone:
  * unique run ids, flows, repos and kv namespaces per test, and after each test every run's wake-up
  * is cleared, every pending delivery processed and every run reported, so the global queries
- * (claimDue, nextWakeAt, claimDeliveries, listUnreported) start from an idle database.
+ * (claimDue, nextWakeAt, claimDeliveries, claimUnreported) start from an idle database.
  * Every instance is closed (close() may be called twice: it must be idempotent); `cleanup()` runs
  * after all tests, once the last store is closed.
  */
@@ -84,7 +84,7 @@ async function drain(s: RunStore): Promise<void> {
   }
   for (let i = 0; ; i++) {
     if (i > 100) throw new Error("the outbox does not drain");
-    const runs = await s.listUnreported(500);
+    const runs = await s.claimUnreported("drain", FAR, 1_000, 500);
     if (runs.length === 0) break;
     for (const r of runs) await s.markReported(r.runId, r.seq, r.report);
   }
@@ -112,7 +112,7 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
       // Leave no run due or waking, so the next test's claimDue/nextWakeAt see only its own runs.
       const s = await store();
       for (const r of await s.listRuns()) if (r.wakeAt !== null) await s.setWakeAt(r.id, null);
-      // …and leave the inbox and the outbox empty, for claimDeliveries and listUnreported.
+      // …and leave the inbox and the outbox empty, for claimDeliveries and claimUnreported.
       await drain(s);
     });
 
@@ -652,43 +652,126 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
         return run.id;
       }
 
-      it("lists runs whose journal moved past their report, oldest change first, with repo and stored report", async () => {
+      it("claims runs whose journal moved past their report, oldest change first, with repo and stored report", async () => {
         const [a, b] = [await store(), await another()];
         const older = await runAt(a, T0 + 5, 2, "acme/older");
         const newer = await runAt(a, T0 + 10, 1, "acme/newer");
         await a.createRun(newRun({ createdAt: T0 + 1 }), []); // an empty journal has nothing to report
-        expect(await b.listUnreported(10)).toEqual([
+        expect(await b.getReport(older)).toBeUndefined();
+        expect(await b.claimUnreported("w", T0, 1_000, 0)).toEqual([]);
+        expect((await b.claimUnreported("w", T0, 1_000, 1)).map((r) => r.runId)).toEqual([older]);
+        // The lease is the claimer's: the same owner gets its runs again, with the next ones.
+        expect(await b.claimUnreported("w", T0, 1_000, 10)).toEqual([
           { runId: older, repo: "acme/older", seq: 2, reportedSeq: 0, report: null },
           { runId: newer, repo: "acme/newer", seq: 1, reportedSeq: 0, report: null },
         ]);
-        expect((await b.listUnreported(1)).map((r) => r.runId)).toEqual([older]);
-        expect(await b.listUnreported(0)).toEqual([]);
-        expect(await b.getReport(older)).toBeUndefined();
+        // A claimed run never reported has its outbox row (reportedSeq 0, report null).
+        expect(await b.getReport(older)).toEqual({ reportedSeq: 0, report: null });
 
         await a.markReported(older, 2, { checkRunId: 42, title: "deploy ✓" });
         expect(await b.getReport(older)).toEqual({ reportedSeq: 2, report: { checkRunId: 42, title: "deploy ✓" } });
-        expect((await b.listUnreported(10)).map((r) => r.runId)).toEqual([newer]);
+        expect((await b.claimUnreported("w", T0, 1_000, 10)).map((r) => r.runId)).toEqual([newer]);
 
         // The journal moves on: the run is unreported again, now the most recent change.
         await a.append(older, 2, [succeeded("s1", T0 + 20)], { status: "running", wakeAt: null });
-        expect(await b.listUnreported(10)).toEqual([
+        expect(await b.claimUnreported("w", T0, 1_000, 10)).toEqual([
           { runId: newer, repo: "acme/newer", seq: 1, reportedSeq: 0, report: null },
           { runId: older, repo: "acme/older", seq: 3, reportedSeq: 2, report: { checkRunId: 42, title: "deploy ✓" } },
         ]);
         await b.markReported(newer, 1, null);
         await b.markReported(older, 3, "done");
-        expect(await a.listUnreported(10)).toEqual([]);
+        expect(await a.claimUnreported("w", T0, 1_000, 10)).toEqual([]);
+        expect(await a.claimUnreported("other", T0, 1_000, 10)).toEqual([]);
         expect(await a.getReport(newer)).toEqual({ reportedSeq: 1, report: null });
         expect(await a.getReport(older)).toEqual({ reportedSeq: 3, report: "done" });
       });
 
-      it("a report part-way lists the run until it catches up with the journal", async () => {
+      it("a report part-way claims the run until it catches up with the journal", async () => {
         const s = await store();
         const id = await runAt(s, T0, 4);
         await s.markReported(id, 2, { at: 2 });
-        expect(await s.listUnreported(10)).toEqual([{ runId: id, repo: "acme/widgets", seq: 4, reportedSeq: 2, report: { at: 2 } }]);
+        expect(await s.claimUnreported("w", T0, 1_000, 10)).toEqual([{ runId: id, repo: "acme/widgets", seq: 4, reportedSeq: 2, report: { at: 2 } }]);
         await s.markReported(id, 4, { at: 4 });
-        expect(await s.listUnreported(10)).toEqual([]);
+        expect(await s.claimUnreported("w", T0, 1_000, 10)).toEqual([]);
+      });
+
+      it("never gives a run claimed by one instance to another while the lease holds", async () => {
+        const [a, b] = [await store(), await another()];
+        const id = await runAt(a, T0, 2);
+        expect((await a.claimUnreported("reporter-a", T0, 10_000, 10)).map((r) => r.runId)).toEqual([id]);
+        expect(await b.claimUnreported("reporter-b", T0, 10_000, 10)).toEqual([]);
+        expect(await b.claimUnreported("reporter-b", T0 + 9_999, 10_000, 10)).toEqual([]);
+        // The holder may claim it again (renewing the lease), before or after it ends.
+        expect((await b.claimUnreported("reporter-a", T0 + 5_000, 10_000, 10)).map((r) => r.runId)).toEqual([id]);
+        expect(await b.claimUnreported("reporter-b", T0 + 14_999, 10_000, 10)).toEqual([]);
+        // Another instance's releaseReport with the wrong owner frees nothing.
+        await b.releaseReport(id, "reporter-b");
+        expect(await b.claimUnreported("reporter-b", T0 + 14_999, 10_000, 10)).toEqual([]);
+        expect(await b.getReport(id)).toEqual({ reportedSeq: 0, report: null });
+      });
+
+      it("lets another owner claim a run whose lease expired", async () => {
+        const [a, b] = [await store(), await another()];
+        const id = await runAt(a, T0, 2);
+        await a.markReported(id, 1, { check_run_id: 7 });
+        expect(await a.claimUnreported("reporter-a", T0, 10_000, 10)).toHaveLength(1);
+        expect(await b.claimUnreported("reporter-b", T0 + 10_000, 10_000, 10)).toEqual([
+          { runId: id, repo: "acme/widgets", seq: 2, reportedSeq: 1, report: { check_run_id: 7 } },
+        ]);
+        // Now b holds it: a, whose lease ended, gets nothing.
+        expect(await a.claimUnreported("reporter-a", T0 + 10_001, 10_000, 10)).toEqual([]);
+      });
+
+      it("markReported frees the lease, even with a report still behind the journal; keepLease keeps it", async () => {
+        const [a, b] = [await store(), await another()];
+        const id = await runAt(a, T0, 3);
+        expect(await a.claimUnreported("reporter-a", T0, 60_000, 10)).toHaveLength(1);
+        await a.markReported(id, 1, { creating: true }, { keepLease: true });
+        expect(await b.claimUnreported("reporter-b", T0 + 1, 60_000, 10)).toEqual([]);
+        await a.markReported(id, 2, { check_run_id: 9 });
+        expect(await b.claimUnreported("reporter-b", T0 + 1, 60_000, 10)).toEqual([
+          { runId: id, repo: "acme/widgets", seq: 3, reportedSeq: 2, report: { check_run_id: 9 } },
+        ]);
+        expect(await a.claimUnreported("reporter-a", T0 + 2, 60_000, 10)).toEqual([]);
+        // A stale writer (a lower seq) changes nothing, the lease included.
+        await a.markReported(id, 1, { stale: true });
+        expect(await a.claimUnreported("reporter-a", T0 + 2, 60_000, 10)).toEqual([]);
+        expect(await a.getReport(id)).toEqual({ reportedSeq: 2, report: { check_run_id: 9 } });
+      });
+
+      it("releaseReport frees the lease for another owner, without reporting", async () => {
+        const [a, b] = [await store(), await another()];
+        const id = await runAt(a, T0, 2);
+        expect(await a.claimUnreported("reporter-a", T0, 60_000, 10)).toHaveLength(1);
+        expect(await b.claimUnreported("reporter-b", T0 + 1, 60_000, 10)).toEqual([]);
+        await a.releaseReport(id, "reporter-a");
+        await a.releaseReport(id, "reporter-a"); // freeing a free lease is harmless
+        await a.releaseReport("no-such-run", "reporter-a");
+        expect(await b.claimUnreported("reporter-b", T0 + 1, 60_000, 10)).toEqual([
+          { runId: id, repo: "acme/widgets", seq: 2, reportedSeq: 0, report: null },
+        ]);
+        expect(await a.getReport(id)).toEqual({ reportedSeq: 0, report: null });
+      });
+
+      it("partitions the runs between concurrent claimers on two instances, never both getting one", async () => {
+        const [a, b] = [await store(), await another()];
+        const ids = new Set<string>();
+        for (let i = 0; i < 60; i++) ids.add(await runAt(i % 2 ? a : b, T0 + i, 1 + (i % 3)));
+        const claimedBy = new Map<string, string>();
+        const worker = async (s: RunStore, owner: string): Promise<void> => {
+          for (;;) {
+            const got = await s.claimUnreported(owner, T0 + 100, 60_000, 2);
+            if (got.length === 0) return;
+            for (const r of got) {
+              expect(claimedBy.has(r.runId), `run ${r.runId} claimed by ${claimedBy.get(r.runId)} and ${owner}`).toBe(false);
+              claimedBy.set(r.runId, owner);
+            }
+            // Reported (which frees the lease): never claimable again, by anyone.
+            for (const r of got) await s.markReported(r.runId, r.seq, { by: owner });
+          }
+        };
+        await Promise.all(["1", "2", "3", "4"].flatMap((n) => [worker(a, `a${n}`), worker(b, `b${n}`)]));
+        expect(new Set(claimedBy.keys())).toEqual(ids);
       });
 
       it("markReported never moves backwards: a stale writer leaves the row as it is", async () => {
@@ -708,7 +791,7 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
         const order = [7, 2, 12, 5, 1, 11, 3, 9, 4, 10, 6, 8];
         await Promise.all(order.map((seq, i) => stores[i % 2]!.markReported(id, seq, { seq })));
         expect(await stores[1]!.getReport(id)).toEqual({ reportedSeq: 12, report: { seq: 12 } });
-        expect(await stores[0]!.listUnreported(10)).toEqual([]);
+        expect(await stores[0]!.claimUnreported("w", T0, 1_000, 10)).toEqual([]);
       });
 
       it("rejects an unknown run, a seq past the journal and bad arguments", async () => {
@@ -721,7 +804,11 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
         const cyclic: Record<string, unknown> = {};
         cyclic.self = cyclic;
         await expectCode(s.markReported(id, 1, cyclic), "INPUT_INVALID");
-        await expectCode(s.listUnreported(-1), "INPUT_INVALID");
+        await expectCode(s.claimUnreported("w", T0, 1_000, -1), "INPUT_INVALID");
+        await expectCode(s.claimUnreported("", T0, 1_000, 1), "INPUT_INVALID");
+        await expectCode(s.claimUnreported("w", T0, 0, 1), "INPUT_INVALID");
+        await expectCode(s.claimUnreported("w", Number.NaN, 1_000, 1), "INPUT_INVALID");
+        await expectCode(s.releaseReport(id, ""), "INPUT_INVALID");
         expect(await s.getReport(id)).toBeUndefined();
         expect(await s.getReport("no-such-run")).toBeUndefined();
       });

@@ -68,7 +68,7 @@ describe("SqliteRunStore", () => {
       expect(await store.claimDeliveries("w", 10_000, 1_000, 10)).toEqual([
         { id: "new-1", event: "push", payload: { ref: "main" }, receivedAt: 3_000, attempts: 1, lastError: null },
       ]);
-      expect(await store.listUnreported(10)).toEqual([{ runId: "old-run", repo: "acme/old", seq: 2, reportedSeq: 0, report: null }]);
+      expect(await store.claimUnreported("w", 10_000, 1_000, 10)).toEqual([{ runId: "old-run", repo: "acme/old", seq: 2, reportedSeq: 0, report: null }]);
     } finally {
       await store.close();
     }

@@ -90,4 +90,14 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX runs_updated ON runs (updated_at, ord);
     `,
   },
+  {
+    version: 3,
+    name: "report leases",
+    // One reporter per run across processes: the outbox row holds a lease like a delivery's.
+    sql: `
+      ALTER TABLE reports
+        ADD COLUMN lease_owner TEXT,
+        ADD COLUMN lease_until BIGINT;
+    `,
+  },
 ];

@@ -1,8 +1,9 @@
 /**
  * The RunStore on PostgreSQL (`pg` Pool), for several `sluice serve` processes sharing one
- * database: appends are compare-and-set under a row lock, `claimDue` and `claimDeliveries` take
- * leases with `FOR UPDATE SKIP LOCKED`, migrations run under an advisory lock so processes may
- * start at once, and every change that schedules a wake-up sends `NOTIFY sluice_wake` in its transaction.
+ * database: appends are compare-and-set under a row lock, `claimDue`, `claimDeliveries` and
+ * `claimUnreported` take leases with `FOR UPDATE SKIP LOCKED`, migrations run under an advisory
+ * lock so processes may start at once, and every change that schedules a wake-up sends
+ * `NOTIFY sluice_wake` in its transaction.
  */
 import pg from "pg";
 import { ConflictError, SluiceError } from "../../../core/errors.js";
@@ -16,6 +17,7 @@ import {
   checkLease,
   checkLimit,
   checkOutcome,
+  checkOwner,
   checkReportedSeq,
   checkTime,
   checkTtl,
@@ -448,19 +450,57 @@ export class PostgresRunStore implements RunStore {
     if (!res.rows[0]?.found) throw deliveryNotFound(id);
   }
 
-  async listUnreported(limit: number): Promise<{ runId: string; repo: string; seq: number; reportedSeq: number; report: unknown }[]> {
+  async claimUnreported(
+    owner: string,
+    now: number,
+    leaseMs: number,
+    limit: number,
+  ): Promise<{ runId: string; repo: string; seq: number; reportedSeq: number; report: unknown }[]> {
+    checkTime(now, "now");
     checkLimit(limit, "limit");
+    checkLease(owner, leaseMs);
     if (limit === 0) return [];
-    const res = await this.q<{ id: string; repo: string; seq: number; reported_seq: number; report: unknown }>(
-      "listUnreported",
-      `SELECT runs.id, runs.repo, runs.seq, COALESCE(reports.reported_seq, 0) AS reported_seq, reports.report
-       FROM runs LEFT JOIN reports ON reports.run_id = runs.id
-       WHERE runs.seq > COALESCE(reports.reported_seq, 0)
-       ORDER BY runs.updated_at, runs.ord
-       LIMIT $1`,
-      [limit],
-    );
-    return res.rows.map((r) => ({ runId: r.id, repo: r.repo, seq: r.seq, reportedSeq: r.reported_seq, report: r.report ?? null }));
+    const rows = await this.tx("claimUnreported", async (c) => {
+      // Runs never reported get their outbox row first (reported_seq 0), to hold the lease: as
+      // many as could be among the `limit` oldest changes, inserted in id order so concurrent
+      // claimers wait on each other's new rows in one order (never a deadlock).
+      await c.query(
+        `WITH missing AS (
+           SELECT runs.id FROM runs
+           WHERE runs.seq > 0 AND NOT EXISTS (SELECT 1 FROM reports WHERE reports.run_id = runs.id)
+           ORDER BY runs.updated_at, runs.ord
+           LIMIT $1
+         )
+         INSERT INTO reports (run_id, reported_seq, report, updated_at)
+         SELECT id, 0, 'null'::json, $2 FROM missing ORDER BY id
+         ON CONFLICT (run_id) DO NOTHING`,
+        [limit, Date.now()],
+      );
+      const res = await c.query<{ id: string; repo: string; seq: number; reported_seq: number; report: unknown; updated_at: string; ord: string }>(
+        `WITH due AS (
+           SELECT reports.run_id FROM reports JOIN runs ON runs.id = reports.run_id
+           WHERE runs.seq > reports.reported_seq
+             AND (reports.lease_owner IS NULL OR reports.lease_owner = $1 OR reports.lease_until <= $2)
+           ORDER BY runs.updated_at, runs.ord
+           LIMIT $3
+           FOR UPDATE OF reports SKIP LOCKED
+         )
+         UPDATE reports SET lease_owner = $1, lease_until = $4
+         FROM due, runs
+         WHERE reports.run_id = due.run_id AND runs.id = due.run_id
+         RETURNING runs.id, runs.repo, runs.seq, reports.reported_seq, reports.report, runs.updated_at, runs.ord`,
+        [owner, now, limit, now + leaseMs],
+      );
+      return res.rows;
+    });
+    return rows
+      .sort((a, b) => Number(a.updated_at) - Number(b.updated_at) || Number(a.ord) - Number(b.ord))
+      .map((r) => ({ runId: r.id, repo: r.repo, seq: r.seq, reportedSeq: r.reported_seq, report: r.report ?? null }));
+  }
+
+  async releaseReport(runId: string, owner: string): Promise<void> {
+    checkOwner(owner);
+    await this.q("releaseReport", "UPDATE reports SET lease_owner = NULL, lease_until = NULL WHERE run_id = $1 AND lease_owner = $2", [runId, owner]);
   }
 
   async getReport(runId: string): Promise<{ reportedSeq: number; report: unknown } | undefined> {
@@ -469,7 +509,7 @@ export class PostgresRunStore implements RunStore {
     return row ? { reportedSeq: row.reported_seq, report: row.report } : undefined;
   }
 
-  async markReported(runId: string, seq: number, report: unknown): Promise<void> {
+  async markReported(runId: string, seq: number, report: unknown, opts: { keepLease?: boolean } = {}): Promise<void> {
     const text = toJson(report, `the report of run '${runId}'`);
     if (!Number.isSafeInteger(seq) || seq < 0) checkReportedSeq(runId, seq, undefined);
     await this.tx("markReported", async (c) => {
@@ -479,6 +519,7 @@ export class PostgresRunStore implements RunStore {
       await c.query(
         `INSERT INTO reports (run_id, reported_seq, report, updated_at) VALUES ($1, $2, $3::json, $4)
          ON CONFLICT (run_id) DO UPDATE SET reported_seq = EXCLUDED.reported_seq, report = EXCLUDED.report, updated_at = EXCLUDED.updated_at
+           ${opts.keepLease === true ? "" : ", lease_owner = NULL, lease_until = NULL"}
          WHERE EXCLUDED.reported_seq >= reports.reported_seq`,
         [runId, seq, text, Date.now()],
       );

@@ -96,4 +96,13 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX runs_updated ON runs (updated_at, ord);
     `,
   },
+  {
+    version: 3,
+    name: "report leases",
+    // One reporter per run across processes: the outbox row holds a lease like a delivery's.
+    sql: `
+      ALTER TABLE reports ADD COLUMN lease_owner TEXT;
+      ALTER TABLE reports ADD COLUMN lease_until INTEGER;
+    `,
+  },
 ];

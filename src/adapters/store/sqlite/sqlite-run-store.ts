@@ -17,6 +17,7 @@ import {
   checkLease,
   checkLimit,
   checkOutcome,
+  checkOwner,
   checkReportedSeq,
   checkTime,
   checkTtl,
@@ -389,22 +390,35 @@ export class SqliteRunStore implements RunStore {
     });
   }
 
-  async listUnreported(limit: number): Promise<{ runId: string; repo: string; seq: number; reportedSeq: number; report: unknown }[]> {
+  async claimUnreported(
+    owner: string,
+    now: number,
+    leaseMs: number,
+    limit: number,
+  ): Promise<{ runId: string; repo: string; seq: number; reportedSeq: number; report: unknown }[]> {
+    checkTime(now, "now");
     checkLimit(limit, "limit");
+    checkLease(owner, leaseMs);
     if (limit === 0) return [];
-    const rows = guard(
-      "listUnreported",
-      () =>
-        this.db
-          .prepare(
-            `SELECT runs.id, runs.repo, runs.seq, COALESCE(reports.reported_seq, 0) AS reported_seq, reports.report
-             FROM runs LEFT JOIN reports ON reports.run_id = runs.id
-             WHERE runs.seq > COALESCE(reports.reported_seq, 0)
-             ORDER BY runs.updated_at, runs.ord
-             LIMIT ?`,
-          )
-          .all(limit) as { id: string; repo: string; seq: number; reported_seq: number; report: string | null }[],
-    );
+    const rows = this.tx("claimUnreported", () => {
+      const due = this.db
+        .prepare(
+          `SELECT runs.id, runs.repo, runs.seq, COALESCE(reports.reported_seq, 0) AS reported_seq, reports.report
+           FROM runs LEFT JOIN reports ON reports.run_id = runs.id
+           WHERE runs.seq > COALESCE(reports.reported_seq, 0)
+             AND (reports.lease_owner IS NULL OR reports.lease_owner = ? OR reports.lease_until <= ?)
+           ORDER BY runs.updated_at, runs.ord
+           LIMIT ?`,
+        )
+        .all(owner, now, limit) as { id: string; repo: string; seq: number; reported_seq: number; report: string | null }[];
+      // A run never reported gets its outbox row now, to hold the lease.
+      const lease = this.db.prepare(
+        `INSERT INTO reports (run_id, reported_seq, report, updated_at, lease_owner, lease_until) VALUES (?, 0, 'null', ?, ?, ?)
+         ON CONFLICT (run_id) DO UPDATE SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until`,
+      );
+      for (const r of due) lease.run(r.id, Date.now(), owner, now + leaseMs);
+      return due;
+    });
     return rows.map((r) => ({
       runId: r.id,
       repo: r.repo,
@@ -412,6 +426,13 @@ export class SqliteRunStore implements RunStore {
       reportedSeq: r.reported_seq,
       report: r.report === null ? null : fromJson(r.report),
     }));
+  }
+
+  async releaseReport(runId: string, owner: string): Promise<void> {
+    checkOwner(owner);
+    guard("releaseReport", () =>
+      this.db.prepare("UPDATE reports SET lease_owner = NULL, lease_until = NULL WHERE run_id = ? AND lease_owner = ?").run(runId, owner),
+    );
   }
 
   async getReport(runId: string): Promise<{ reportedSeq: number; report: unknown } | undefined> {
@@ -422,7 +443,7 @@ export class SqliteRunStore implements RunStore {
     return row ? { reportedSeq: row.reported_seq, report: fromJson(row.report) } : undefined;
   }
 
-  async markReported(runId: string, seq: number, report: unknown): Promise<void> {
+  async markReported(runId: string, seq: number, report: unknown, opts: { keepLease?: boolean } = {}): Promise<void> {
     const text = toJson(report, `the report of run '${runId}'`);
     if (!Number.isSafeInteger(seq) || seq < 0) checkReportedSeq(runId, seq, undefined);
     this.tx("markReported", () => {
@@ -433,6 +454,7 @@ export class SqliteRunStore implements RunStore {
         .prepare(
           `INSERT INTO reports (run_id, reported_seq, report, updated_at) VALUES (?, ?, ?, ?)
            ON CONFLICT (run_id) DO UPDATE SET reported_seq = excluded.reported_seq, report = excluded.report, updated_at = excluded.updated_at
+             ${opts.keepLease === true ? "" : ", lease_owner = NULL, lease_until = NULL"}
            WHERE excluded.reported_seq >= reports.reported_seq`,
         )
         .run(runId, seq, text, Date.now());

@@ -46,7 +46,7 @@ beforeAll(async () => {
     ".github/sluice.yml": `connections:\n  counter: { type: http, base_url: "${peer.origin}" }\npolicy:\n  allow: { http: ["POST ${peer.origin}/**"] }\n`,
     ".github/flows/crashy.yml": FLOW,
   });
-  env = { SLUICE_HOME: join(repo.dir, ".state"), SLUICE_LEASE_MS: "3000" };
+  env = { SLUICE_HOME: join(repo.dir, ".state") };
 });
 
 afterAll(async () => {
@@ -54,8 +54,13 @@ afterAll(async () => {
   repo.remove();
 });
 
-function startWorker(): ChildProcess {
-  return spawn(process.execPath, [CLI, "worker", "--poll", "50ms"], { cwd: repo.dir, env: { ...process.env, ...env }, stdio: "ignore" });
+/** `leaseMs`: short where workers are killed (their runs come free soon), long where none is. */
+function startWorker(leaseMs = 3000): ChildProcess {
+  return spawn(process.execPath, [CLI, "worker", "--poll", "50ms"], {
+    cwd: repo.dir,
+    env: { ...process.env, ...env, SLUICE_LEASE_MS: String(leaseMs) },
+    stdio: "ignore",
+  });
 }
 
 function kill(child: ChildProcess): Promise<void> {
@@ -128,7 +133,9 @@ describe("crash safety", () => {
     peer.requests.length = 0;
     const ids: string[] = [];
     for (let i = 0; i < 12; i++) ids.push(sluice(repo.dir, ["run", "crashy", "--detach", "--json"], env).json.data.id);
-    const workers = [startWorker(), startWorker()];
+    // No worker dies here, so a lease long enough never to lapse on a busy machine: a lapse would
+    // (rightly) let the other worker run a read again as a new attempt, and the count below is exact.
+    const workers = [startWorker(30_000), startWorker(30_000)];
     const deadline = Date.now() + 90_000;
     const done = () => listRuns().filter((r) => ids.includes(r.id)).every((r) => r.status === "succeeded");
     while (Date.now() < deadline && !done()) await new Promise((r) => setTimeout(r, 300));

@@ -25,7 +25,7 @@ export interface Local {
 }
 
 /** GitHub access in local mode: the first connection of type `github` (a token secret). */
-export function localGitHub(repo: string, connection: (name: string) => ResolvedConnection, names: string[]): GitHubApi | undefined {
+export function localGitHub(connection: (name: string) => ResolvedConnection, names: string[]): GitHubApi | undefined {
   for (const name of names) {
     let conn: ResolvedConnection;
     try {
@@ -59,7 +59,7 @@ export async function openLocal(cwd: string, env: NodeJS.ProcessEnv): Promise<Lo
     mode: "local",
     ...(env.SLUICE_LEASE_MS ? { leaseMs: Number(env.SLUICE_LEASE_MS) } : {}),
     ...(env.SLUICE_PUBLIC_URL ? { publicUrl: env.SLUICE_PUBLIC_URL } : {}),
-    github: (repo, connection, names) => localGitHub(repo, connection, names),
+    github: (_repo, connection, names) => localGitHub(connection, names),
     readFile: (_repo, sha, path) => source.readFile(sha, path),
   });
   return { source, home, store, secrets, runtime, close: () => store.close() };

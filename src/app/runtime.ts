@@ -15,7 +15,7 @@ import { evaluateTemplate } from "../core/expr/expressions.js";
 import type { Config, Flow, StepKind } from "../core/flow/types.js";
 import { createRedactor } from "../core/redact.js";
 import type { ResourceStore } from "../ports/resource-store.js";
-import type { RunRecord, RunStatus, RunStore } from "../ports/run-store.js";
+import type { RunRecord, RunStore } from "../ports/run-store.js";
 import type { Secrets } from "../ports/secrets.js";
 import type { GitHubApi, Logger, ResolvedConnection, StepContext, StepExecutor } from "../ports/step-executor.js";
 

@@ -87,7 +87,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const report = await dispatch(command, positionals, values, io, needLocal, json);
     return print(report, io, json);
   } catch (e) {
-    if (!(e instanceof SluiceError)) io.env.LOG_LEVEL === "debug" && io.stderr(`${e instanceof Error ? e.stack : String(e)}\n`);
+    // An unexpected error's stack helps only whoever debugs Sluice itself.
+    if (!(e instanceof SluiceError) && io.env.LOG_LEVEL === "debug") io.stderr(`${e instanceof Error ? e.stack : String(e)}\n`);
     return print(errorReport(e), io, json);
   } finally {
     await local?.close();

@@ -10,7 +10,7 @@
  * merged answers with its merge commit. Errors: a 4xx is non-retriable with GitHub's message,
  * a rate limit (429, or 403 with a rate-limit answer) waits and retries, a 5xx retries.
  */
-import { assertNever, NonRetriableError, RetryAfterError, type SluiceError } from "../../core/errors.js";
+import { assertNever, NonRetriableError, type SluiceError } from "../../core/errors.js";
 import type { GitHubApi, StepContext, StepExecutor, StepResult } from "../../ports/step-executor.js";
 import { withDeadline, type Deadline } from "./deadline.js";
 import { githubError, requireGitHub } from "./github-errors.js";

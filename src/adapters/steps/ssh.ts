@@ -16,7 +16,7 @@ import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
 import { NonRetriableError, SluiceError } from "../../core/errors.js";
 import type { ResolvedConnection, StepExecutor } from "../../ports/step-executor.js";
 import { withDeadline, type Deadline } from "./deadline.js";
-import { optBoolean, optDurationMs, optStringMap, paramError, reqString, tail, type Params } from "./params.js";
+import { optBoolean, optDurationMs, optStringMap, paramError, reqString, tail } from "./params.js";
 
 const KIND = "ssh";
 export const SSH_MAX_OUTPUT_BYTES = 10 * 1024 * 1024;

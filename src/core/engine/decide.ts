@@ -130,7 +130,7 @@ function decideStep(state: RunState, def: Step, s: StepState, index: number, now
     }
     return execute(state, def, s, s.attempts + 1, now);
   }
-  if (s.gate) return decideGate(state, def, s, index, now);
+  if (s.gate) return decideGate(def, s, now);
   if (s.status === "waiting") return decideWait(state, def, s, now);
 
   // pending: first time here (or again after a retry request / unknown-outcome retry).
@@ -307,7 +307,7 @@ export function tally(s: StepState): Tally {
   return { approvedBy, ...(rejectedBy ? { rejectedBy } : {}), stale, min };
 }
 
-function decideGate(state: RunState, def: Step, s: StepState, _index: number, now: number): Turn {
+function decideGate(def: Step, s: StepState, now: number): Turn {
   const gate = s.gate!;
   const t = tally(s);
   const approvals = gate.approvals.filter((a) => a.decision === "approve" && digestMatches(a.digest, gate.info.digest));

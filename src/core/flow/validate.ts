@@ -7,7 +7,7 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.
 import { Cron } from "croner";
 import flowSchema from "../../../schemas/flow.schema.json" with { type: "json" };
 import configSchema from "../../../schemas/config.schema.json" with { type: "json" };
-import { ExpressionSyntaxError, findExpressions, parseExpression, referencedPaths } from "../expr/expressions.js";
+import { findExpressions, parseExpression, referencedPaths } from "../expr/expressions.js";
 import { KINDS_WITH_CONNECTION, httpMethod, httpTarget } from "../policy/effects.js";
 import { firstHttpRule, firstSshRule, regexError } from "../policy/patterns.js";
 import { isDuration } from "./duration.js";

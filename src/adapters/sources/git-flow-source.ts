@@ -8,9 +8,13 @@ export class GitFlowSource implements FlowSource {
   readonly repo: string;
   private readonly git: SimpleGit;
 
-  private constructor(readonly root: string, private readonly env: NodeJS.ProcessEnv) {
+  private constructor(
+    readonly root: string,
+    private readonly env: NodeJS.ProcessEnv,
+    repo: string,
+  ) {
     this.git = simpleGit({ baseDir: root });
-    this.repo = basename(root);
+    this.repo = repo;
   }
 
   /** Opens the repository that contains `dir`; throws NOT_A_REPOSITORY outside one. */
@@ -21,7 +25,10 @@ export class GitFlowSource implements FlowSource {
     } catch {
       throw new SluiceError("NOT_A_REPOSITORY", `${dir} is not inside a git repository: Sluice reads flows from commits`, { dir });
     }
-    return new GitFlowSource(root, env);
+    // The repository's name on GitHub when its origin is there (`owner/name`: what `github`
+    // steps act on through a local `github` connection), else the folder's name.
+    const origin = (await simpleGit({ baseDir: root }).raw(["config", "--get", "remote.origin.url"]).catch(() => "")).trim();
+    return new GitFlowSource(root, env, ownerRepo(origin) ?? basename(root));
   }
 
   async defaultBranch(): Promise<string> {
@@ -90,4 +97,10 @@ export class GitFlowSource implements FlowSource {
     const b = (await this.git.raw(["rev-parse", "--abbrev-ref", "HEAD"]).catch(() => "")).trim();
     return b && b !== "HEAD" ? b : undefined;
   }
+}
+
+/** `owner/name` from a remote URL (https, ssh or scp-like form), or undefined. */
+export function ownerRepo(url: string): string | undefined {
+  const m = /^(?:[a-z+]+:\/\/)?(?:[^@/]+@)?[^/:]+[:/]([^/]+)\/([^/]+?)(?:\.git)?\/?$/i.exec(url.trim());
+  return m ? `${m[1]}/${m[2]}` : undefined;
 }

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { readServerConfig, startServer } from "../../src/app/server.js";
 import { SluiceError } from "../../src/core/errors.js";
-import { freePort } from "../github-app/harness.js";
+import { freePort } from "../support/net.js";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-server-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,7 +4,6 @@
  * SQLite in a temp dir, with functions that send signed webhooks and wait for what the app does.
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../../src/adapters/logger.js";
@@ -12,6 +11,7 @@ import { startServer, type RunningServer, type Sluice } from "../../src/app/serv
 import { startGitHub, type GitHubFixture } from "../github/fixtures.js";
 import type { FileInput } from "../github/simulator.js";
 import type { WebhookResult } from "../github/webhooks.js";
+import { freePort } from "../support/net.js";
 
 export interface AppHarness {
   gh: GitHubFixture;
@@ -26,16 +26,6 @@ export interface AppHarness {
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, limitMs = 20_000): Promise<T> {
   const until = Date.now() + limitMs;

@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CLI, sluice } from "../support/cli.js";
 import { startGitHub, type GitHubFixture } from "../github/fixtures.js";
-import { freePort, waitFor } from "./harness.js";
+import { freePort } from "../support/net.js";
+import { waitFor } from "./harness.js";
 
 const HELLO = `name: hello
 on:

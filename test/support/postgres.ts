@@ -6,10 +6,10 @@
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
+import { freePort } from "./net.js";
 
 export interface TestPostgres {
   /** `postgres://postgres@127.0.0.1:<port>/sluice_test` */
@@ -37,17 +37,6 @@ export function postgresBinDir(): string {
   throw new Error(`PostgreSQL is not installed: no initdb under ${PG_ROOT}/*/bin (install Debian's postgresql)`);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 interface RunAs {
   uid?: number;

@@ -2,7 +2,7 @@
  * The public shape of a run (SPEC §6 `kind: Run`): the same for the CLI, the HTTP API and the
  * check-run summary.
  */
-import { effectOf } from "../core/policy/effects.js";
+import { effectUnder } from "../core/policy/effects.js";
 import type { RunState } from "../core/engine/state.js";
 import { tally } from "../core/engine/decide.js";
 import type { RunRecord } from "../ports/run-store.js";
@@ -68,7 +68,7 @@ const iso = (ms: number | undefined): string | undefined => (ms === undefined ? 
 export function runView(record: RunRecord, state: RunState): RunView {
   const steps = state.flow.steps.map((def): StepView => {
     const s = state.steps[def.id]!;
-    const effect = s.effect ?? effectOf(def, state.config.policy, (n) => state.config.connections[n]?.base_url);
+    const effect = s.effect ?? effectUnder(def, state.config);
     return {
       id: def.id,
       ...(def.name ? { name: def.name } : {}),

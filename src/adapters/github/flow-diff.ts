@@ -5,7 +5,7 @@
  */
 import { canonicalJson } from "../../core/engine/gates.js";
 import type { Approvers, Config, Diagnostic, Flow, Step, WaitSpec } from "../../core/flow/types.js";
-import { effectOf } from "../../core/policy/effects.js";
+import { effectUnder } from "../../core/policy/effects.js";
 import { cell } from "./annotations.js";
 
 export interface FlowSetEntry {
@@ -76,9 +76,6 @@ export function describeApprovers(a: Approvers | undefined): string {
   return parts.join(" · ");
 }
 
-function stepEffect(step: Step, config: Config): string {
-  return effectOf(step, config.policy, (n) => config.connections[n]?.base_url);
-}
 
 function connectionsOf(flow: Flow | undefined): Set<string> {
   const out = new Set<string>();
@@ -104,11 +101,11 @@ function flowRisks(name: string, before: Flow | undefined, after: Flow, beforeCo
   const risks: RiskChange[] = [];
   const old = new Map((before?.steps ?? []).map((s) => [s.id, s]));
   for (const step of after.steps) {
-    const effect = stepEffect(step, config);
+    const effect = effectUnder(step, config);
     const prev = old.get(step.id);
     if (effect === "write") {
       if (!prev || prev.kind !== step.kind) risks.push({ flow: name, kind: "write_step", message: `new write step \`${step.id}\` (${step.kind})` });
-      else if (stepEffect(prev, beforeConfig ?? config) !== "write") {
+      else if (effectUnder(prev, beforeConfig ?? config) !== "write") {
         risks.push({ flow: name, kind: "write_step", message: `step \`${step.id}\` (${step.kind}) now writes` });
       } else if (canonicalJson(prev.params) !== canonicalJson(step.params)) {
         risks.push({ flow: name, kind: "write_step", message: `write step \`${step.id}\` (${step.kind}) changed` });

@@ -3,10 +3,10 @@
  * execute, a wait until a time or a signal, or nothing (the run ended). Pure: the time is a
  * fact handed in, and the shell carries the turn out and asks again.
  */
-import { evaluateCondition, evaluateDeep, evaluateTemplate } from "../expr/expressions.js";
+import { evaluateCondition, evaluateDeep, evaluateTemplate, type ExprContext } from "../expr/expressions.js";
 import { parseDuration } from "../flow/duration.js";
 import type { ApprovalSpec, Effect, Step, WaitSpec } from "../flow/types.js";
-import { effectOf, requiresApproval } from "../policy/effects.js";
+import { effectUnder, requiresApproval } from "../policy/effects.js";
 import { exprContext } from "./context.js";
 import type { GateInfo, JournalEvent, StepErrorInfo } from "./events.js";
 import { digestMatches, gateDigest } from "./gates.js";
@@ -168,30 +168,30 @@ function decideStep(state: RunState, def: Step, s: StepState, index: number, now
   // An executable step: is it gated?
   let params: Record<string, unknown>;
   try {
-    params = evaluateParams(state, def);
+    params = evaluateParams(def, ctx);
   } catch (e) {
     return { kind: "append", events: [{ type: "step_failed", at: now, step: def.id, attempt: s.attempts, error: errorInfo("EXPR_EVAL", message(e)) }] };
   }
-  const effect = effectOf({ kind: def.kind, params }, state.config.policy, (n) => state.config.connections[n]?.base_url);
+  const effect = effectUnder({ kind: def.kind, params }, state.config);
   if (!s.gateApproved && !s.retryUnknown && requiresApproval({ kind: def.kind, params }, effect, state.config.policy) && !coveredByApproval(state, index)) {
     return { kind: "append", events: [{ type: "gate_opened", at: now, step: def.id, gate: implicitGate(state, def, params) }] };
   }
   return execute(state, def, s, s.attempts + 1, now, params, effect);
 }
 
-function evaluateParams(state: RunState, def: Step): Record<string, unknown> {
-  const p = evaluateDeep(def.params, exprContext(state));
+function evaluateParams(def: Step, ctx: ExprContext): Record<string, unknown> {
+  const p = evaluateDeep(def.params, ctx);
   return isObject(p) ? p : { value: p };
 }
 
 function execute(state: RunState, def: Step, s: StepState, attempt: number, now: number, params?: Record<string, unknown>, effect?: Effect): Turn {
   let p = params;
   try {
-    p ??= evaluateParams(state, def);
+    p ??= evaluateParams(def, exprContext(state));
   } catch (e) {
     return { kind: "append", events: [{ type: "step_failed", at: now, step: def.id, attempt: s.attempts, error: errorInfo("EXPR_EVAL", message(e)) }] };
   }
-  const eff = effect ?? effectOf({ kind: def.kind, params: p }, state.config.policy, (n) => state.config.connections[n]?.base_url);
+  const eff = effect ?? effectUnder({ kind: def.kind, params: p }, state.config);
   return {
     kind: "execute",
     step: def,

@@ -3,7 +3,7 @@
  * Parameters may be raw (at validation) or evaluated (at run time); an expression where the
  * effect depends on a value is classified as `write`, the safe side.
  */
-import type { Effect, Policy, Step, StepKind } from "../flow/types.js";
+import type { Config, Effect, Policy, Step, StepKind } from "../flow/types.js";
 import { firstHttpRule, firstSshRule } from "./patterns.js";
 import { isReadQuery } from "./sql.js";
 
@@ -54,6 +54,11 @@ export function effectOf(
     case "github":
       return "write";
   }
+}
+
+/** A step's effect under a whole config: its policy, and its connections' base URLs. */
+export function effectUnder(step: Pick<Step, "kind" | "params">, config: Pick<Config, "policy" | "connections">): Effect {
+  return effectOf(step, config.policy, (name) => config.connections[name]?.base_url);
 }
 
 /**

@@ -8,7 +8,14 @@ import type { JournalEvent, Release } from "../core/engine/events.js";
 
 export type RunStatus = "queued" | "running" | "waiting" | "succeeded" | "failed" | "cancelled" | "timed_out";
 
+export const RUN_STATUSES: readonly RunStatus[] = ["queued", "running", "waiting", "succeeded", "failed", "cancelled", "timed_out"];
+
 export const TERMINAL_STATUSES: readonly RunStatus[] = ["succeeded", "failed", "cancelled", "timed_out"];
+
+/** Whether a run with this status has ended. */
+export function isTerminal(status: string): boolean {
+  return (TERMINAL_STATUSES as readonly string[]).includes(status);
+}
 
 export interface RunRecord {
   id: string;
@@ -47,7 +54,7 @@ export interface StoredEvent {
 export interface RunFilter {
   flow?: string;
   repo?: string;
-  status?: RunStatus[];
+  status?: readonly RunStatus[];
   concurrencyGroup?: string;
   limit?: number;
 }

@@ -10,7 +10,7 @@ import type { JournalEvent } from "../../core/engine/events.js";
 import { SluiceError } from "../../core/errors.js";
 import { resolveInputs } from "../../core/flow/inputs.js";
 import type { Local } from "../../app/local.js";
-import type { RunStatus } from "../../ports/run-store.js";
+import { isTerminal, type RunStatus } from "../../ports/run-store.js";
 import { MARK, duration, formatRun } from "./format.js";
 import { EXIT, table, usage, type Io, type Report } from "./output.js";
 
@@ -87,7 +87,7 @@ async function drive(rt: Runtime, id: string, follow: boolean): Promise<void> {
     // Another process (a worker) holds the run: give it a moment rather than spinning.
     if (!(await rt.advance(id))) await new Promise((r) => setTimeout(r, 100));
     const record = await rt.store.getRun(id);
-    if (!record || record.wakeAt === null || ["succeeded", "failed", "cancelled", "timed_out"].includes(record.status)) return;
+    if (!record || record.wakeAt === null || isTerminal(record.status)) return;
     const delay = record.wakeAt - rt.now();
     if (!follow && delay > FOREGROUND_HORIZON_MS) return;
     await new Promise((r) => setTimeout(r, Math.max(0, Math.min(delay, 60_000))));

@@ -29,7 +29,7 @@ export function concerns(state: RunState, issue: number): boolean {
 }
 
 /** The runs of a repository with these statuses (newest first), loaded. */
-export async function loadRuns(deps: GitHubDeps, repo: string, status: RunStatus[], limit = 200): Promise<LoadedRun[]> {
+export async function loadRuns(deps: GitHubDeps, repo: string, status: readonly RunStatus[], limit = 200): Promise<LoadedRun[]> {
   const records = await deps.store.listRuns({ repo, status, limit });
   const out: LoadedRun[] = [];
   for (const record of records) out.push({ record, state: (await deps.runtime.load(record.id)).state });

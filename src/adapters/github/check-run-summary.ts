@@ -6,6 +6,7 @@
  */
 import type { RunState } from "../../core/engine/state.js";
 import type { RunView, StepView } from "../../app/run-view.js";
+import { isTerminal } from "../../ports/run-store.js";
 
 export const CHECK_RUN_LIMITS = {
   summaryBytes: 65_535,
@@ -66,7 +67,6 @@ export interface BuildOptions {
 
 export type RunStatusName = "queued" | "running" | "waiting" | "succeeded" | "failed" | "cancelled" | "timed_out";
 
-const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
 
 /** The pieces of a RunState the check run shows that the RunView does not carry. */
 export function extrasOf(state: RunState): RunExtras {
@@ -91,7 +91,7 @@ export function extrasOf(state: RunState): RunExtras {
  */
 export function effectiveStatus(view: RunView): RunStatusName {
   const status = view.status as RunStatusName;
-  if (TERMINAL.has(status)) return status;
+  if (isTerminal(status)) return status;
   if (view.gate) return "waiting";
   if (view.steps.some((s) => s.status === "waiting") && !view.steps.some((s) => s.status === "running")) return "waiting";
   if (status === "queued" && view.steps.some((s) => s.status !== "pending")) return "running";

@@ -7,6 +7,7 @@ import { pickFlow } from "../../app/releases.js";
 import { cancelRun, retryRun } from "../../app/signals.js";
 import { SluiceError } from "../../core/errors.js";
 import { resolveInputs } from "../../core/flow/inputs.js";
+import { RUN_STATUSES } from "../../ports/run-store.js";
 import type { GitHubApi } from "../../ports/step-executor.js";
 import { GitHubFlowSource } from "../sources/github-flow-source.js";
 import { ACTIVE, decideFromGitHub, gateTarget, implicitTargets, loadRuns, namedRun, statusLine, type LoadedRun, type Outcome } from "./approvals.js";
@@ -183,7 +184,7 @@ async function statusCommand(ctx: CommentContext, command: ParsedCommand): Promi
     if (!run) return { ok: false, code: "RUN_NOT_FOUND", message: `there is no run \`${command.args[0]}\` in ${repo}` };
     runs = [run];
   } else {
-    const all = await loadRuns(deps, repo, ["queued", "running", "waiting", "succeeded", "failed", "cancelled", "timed_out"], 100);
+    const all = await loadRuns(deps, repo, RUN_STATUSES, 100);
     runs = all.filter((r) => r.state.trigger.issue === ctx.issue || r.record.status === "waiting").slice(0, 10);
   }
   if (!runs.length) return { ok: true, message: "no runs started from here, and none waiting in this repository" };

@@ -19,7 +19,7 @@ import { randomUUID } from "node:crypto";
 import { runView, type RunView } from "../../app/run-view.js";
 import { fold } from "../../core/engine/state.js";
 import { RetryAfterError } from "../../core/errors.js";
-import type { RunStore } from "../../ports/run-store.js";
+import { isTerminal, type RunStore } from "../../ports/run-store.js";
 import type { GitHubApi, Logger } from "../../ports/step-executor.js";
 import { metrics as defaultMetrics, type SluiceMetrics } from "../server/metrics.js";
 import { githubError } from "../steps/github-errors.js";
@@ -79,7 +79,6 @@ export interface ReportData {
 }
 
 const DEFAULT_LEASE_MS = 60_000;
-const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
 const BACKOFF_BASE_MS = 5_000;
 const BACKOFF_MAX_MS = 15 * 60_000;
 
@@ -161,7 +160,7 @@ export function createReporter(opts: ReporterOptions): Reporter {
     const status = effectiveStatus(view);
     let id = data.check_run_id;
     // A run retried after it ended gets a new check run: a completed check run stays completed.
-    if (id !== undefined && data.status && TERMINAL.has(data.status) && !TERMINAL.has(status)) id = undefined;
+    if (id !== undefined && data.status && isTerminal(data.status) && !isTerminal(status)) id = undefined;
     if (id !== undefined) {
       const { name: _name, head_sha: _sha, ...patch } = body;
       try {
@@ -247,9 +246,9 @@ export function createReporter(opts: ReporterOptions): Reporter {
     const key = waitKey(loaded.view);
     const urgent =
       data.reported_at === undefined ||
-      (TERMINAL.has(status) && data.status !== status) ||
+      (isTerminal(status) && data.status !== status) ||
       (status === "waiting" && (data.status !== "waiting" || data.wait_key !== key)) ||
-      (data.status !== undefined && TERMINAL.has(data.status) && !TERMINAL.has(status));
+      (data.status !== undefined && isTerminal(data.status) && !isTerminal(status));
     if (!urgent && now - (data.reported_at ?? 0) < minInterval) {
       nextDue = Math.min(nextDue, (data.reported_at ?? 0) + minInterval);
       return false;

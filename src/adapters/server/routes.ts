@@ -16,7 +16,7 @@ import type { Runtime } from "../../app/runtime.js";
 import { completeCallbackToken } from "../../app/signals.js";
 import { fold } from "../../core/engine/state.js";
 import { SluiceError } from "../../core/errors.js";
-import type { RunStatus, RunStore } from "../../ports/run-store.js";
+import { RUN_STATUSES, type RunStatus, type RunStore } from "../../ports/run-store.js";
 import type { Logger } from "../../ports/step-executor.js";
 import { API_VERSION } from "../cli/output.js";
 import { extrasOf, resourceRefsOf, runPageUrl } from "../github/check-run-summary.js";
@@ -43,7 +43,6 @@ export interface RoutesOptions {
 
 export const MAX_CALLBACK_BYTES = 1024 * 1024;
 
-const RUN_STATUSES: readonly RunStatus[] = ["queued", "running", "waiting", "succeeded", "failed", "cancelled", "timed_out"];
 const RUN_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const MAX_LIST = 1000;
 

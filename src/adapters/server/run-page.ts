@@ -4,7 +4,7 @@
  * HTML-escaped; callback URLs (their tokens complete waits) are never shown.
  */
 import type { RunView } from "../../app/run-view.js";
-import type { StoredEvent } from "../../ports/run-store.js";
+import { isTerminal, type StoredEvent } from "../../ports/run-store.js";
 import {
   effectiveStatus,
   formatBytes,
@@ -80,7 +80,7 @@ export interface RunPageInput {
 
 export function renderRunPage({ view, extras, journal, publicUrl }: RunPageInput): string {
   const status = effectiveStatus(view);
-  const active = !["succeeded", "failed", "cancelled", "timed_out"].includes(status);
+  const active = !isTerminal(status);
   const e = escapeHtml;
   const rows = view.steps
     .map((s) => {

@@ -35,7 +35,12 @@ export function localGitHub(connection: (name: string) => ResolvedConnection, na
     }
     if (conn.type !== "github" || !conn.secretValue) continue;
     const octokit = new Octokit({ auth: conn.secretValue, ...(conn.base_url ? { baseUrl: conn.base_url } : {}) });
-    return { request: (route, params) => octokit.request(route, params) as never };
+    let login: Promise<string> | undefined;
+    return {
+      request: (route, params) => octokit.request(route, params) as never,
+      // The token's own user: what the run wrote itself is told apart by its author.
+      identity: async () => ({ login: await (login ??= octokit.request("GET /user").then((r) => String(r.data.login))) }),
+    };
   }
   return undefined;
 }

@@ -2,6 +2,9 @@
  * The public shape of a run (SPEC §6 `kind: Run`): the same for the CLI, the HTTP API and the
  * check-run summary.
  */
+import { coverOf, describeCover } from "../core/engine/coverage.js";
+import type { GateInfo } from "../core/engine/events.js";
+import type { Effect } from "../core/flow/types.js";
 import { effectUnder } from "../core/policy/effects.js";
 import type { RunState } from "../core/engine/state.js";
 import { tally } from "../core/engine/decide.js";
@@ -20,6 +23,8 @@ export interface StepView {
   duration_ms?: number;
   outputs?: Record<string, unknown>;
   error?: { code: string; message: string };
+  /** For a write step: what covers it, in words. */
+  covered_by?: string;
 }
 
 export interface GateView {
@@ -31,6 +36,9 @@ export interface GateView {
   min: number;
   approvals: { login: string; via: string; at: string }[];
   deadline: string | null;
+  floor?: { users?: string[]; teams?: string[]; permission?: string };
+  head?: { pull_request: number; sha: string };
+  refused: { login: string; via: string; decision: string; reason: string; message: string; at: string }[];
 }
 
 export interface RunView {
@@ -63,12 +71,17 @@ export function runSummary(r: RunRecord) {
   };
 }
 
+function approversView(a: GateInfo["approvers"] | NonNullable<GateInfo["floor"]>): GateView["approvers"] {
+  return { ...(a.users ? { users: a.users } : {}), ...(a.teams ? { teams: a.teams } : {}), ...(a.permission ? { permission: a.permission } : {}) };
+}
+
 const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
 
 export function runView(record: RunRecord, state: RunState): RunView {
-  const steps = state.flow.steps.map((def): StepView => {
+  const steps = state.flow.steps.map((def, index): StepView => {
     const s = state.steps[def.id]!;
-    const effect = s.effect ?? effectUnder(def, state.config);
+    const effect = (s.effect ?? effectUnder(def, state.config)) as Effect;
+    const cover = coverOf(state.flow, index, state.config, effect);
     return {
       id: def.id,
       ...(def.name ? { name: def.name } : {}),
@@ -81,6 +94,7 @@ export function runView(record: RunRecord, state: RunState): RunView {
       ...(s.startedAt !== undefined && s.finishedAt !== undefined ? { duration_ms: s.finishedAt - s.startedAt } : {}),
       ...(s.outputs && s.status === "succeeded" ? { outputs: s.outputs } : {}),
       ...(s.error && s.status === "failed" ? { error: { code: s.error.code, message: s.error.message } } : {}),
+      ...(cover.kind !== "none" ? { covered_by: describeCover(cover) } : {}),
     };
   });
   const open = openGates(state)[0];
@@ -93,16 +107,15 @@ export function runView(record: RunRecord, state: RunState): RunView {
       kind: g.info.kind,
       title: g.info.title,
       digest: g.info.digest,
-      approvers: {
-        ...(g.info.approvers.users ? { users: g.info.approvers.users } : {}),
-        ...(g.info.approvers.teams ? { teams: g.info.approvers.teams } : {}),
-        ...(g.info.approvers.permission ? { permission: g.info.approvers.permission } : {}),
-      },
+      approvers: approversView(g.info.approvers),
       min: t.min,
       approvals: g.approvals
         .filter((a) => a.decision === "approve" && t.approvedBy.includes(a.login.toLowerCase()))
         .map((a) => ({ login: a.login, via: a.via, at: new Date(a.at).toISOString() })),
       deadline: g.info.deadline === null ? null : new Date(g.info.deadline).toISOString(),
+      ...(g.info.floor ? { floor: approversView(g.info.floor) } : {}),
+      ...(g.info.head ? { head: g.info.head } : {}),
+      refused: g.refused.map((r) => ({ login: r.login, via: r.via, decision: r.decision, reason: r.reason, message: r.message, at: new Date(r.at).toISOString() })),
     };
   }
   return {

@@ -8,12 +8,13 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { exprContext } from "../core/engine/context.js";
 import { decide, type Turn } from "../core/engine/decide.js";
+import { bindHead } from "../core/engine/gates.js";
 import type { JournalEvent, Release, StepErrorInfo, Trigger } from "../core/engine/events.js";
 import { fold, type RunState } from "../core/engine/state.js";
-import { ConflictError, NonRetriableError, RetryAfterError, SluiceError, assertNever } from "../core/errors.js";
+import { ConflictError, EffectIsWriteError, NonRetriableError, RetryAfterError, SluiceError, assertNever } from "../core/errors.js";
 import { evaluateTemplate } from "../core/expr/expressions.js";
 import type { Config, Flow, StepKind } from "../core/flow/types.js";
-import { createRedactor } from "../core/redact.js";
+import { createRedactor, type Redactor } from "../core/redact.js";
 import type { ResourceStore } from "../ports/resource-store.js";
 import type { RunRecord, RunStore } from "../ports/run-store.js";
 import type { Secrets } from "../ports/secrets.js";
@@ -73,6 +74,9 @@ export class Runtime {
   private readonly clock: () => number;
   private readonly leaseMs: number;
   private readonly listeners = new Set<Listener>();
+  /** The advance in flight per run in this process (single-flight). */
+  private readonly flights = new Map<string, { again: boolean; done: Promise<boolean> }>();
+  private leases = 0;
 
   constructor(private readonly opts: RuntimeOptions) {
     this.store = opts.store;
@@ -108,7 +112,7 @@ export class Runtime {
     const now = this.now();
     const id = newRunId(now);
     const base = (this.opts.publicUrl ?? "http://localhost:3000").replace(/\/+$/, "");
-    const callbackTokens = req.flow.steps
+    const tokens = req.flow.steps
       .filter((s) => s.kind === "wait" && (s.params as { callback?: unknown }).callback !== undefined)
       .map((s) => ({ token: randomBytes(24).toString("base64url"), step: s.id }));
     const event: JournalEvent = {
@@ -119,26 +123,55 @@ export class Runtime {
       config: req.config,
       release: req.release,
       repo: req.repo,
-      inputs: req.inputs,
-      trigger: req.trigger,
-      callbacks: Object.fromEntries(callbackTokens.map((c) => [c.step, `${base}/callbacks/${c.token}`])),
+      ...createRedactor(this.opts.secrets.values())({ inputs: req.inputs, trigger: req.trigger }),
+      callbacks: Object.fromEntries(tokens.map((c) => [c.step, `${base}/callbacks/${c.token}`])),
       ...(this.opts.publicUrl ? { run_url: `${base}/runs/${id}` } : {}),
     };
     const group = req.flow.concurrency ? this.concurrencyGroup(req, id) : null;
     await this.store.createRun(
-      { id, flow: req.flow.name, repo: req.repo, status: "queued", release: req.release, concurrencyGroup: group, createdAt: now, wakeAt: now, callbackTokens },
+      { id, flow: req.flow.name, repo: req.repo, status: "queued", release: req.release, concurrencyGroup: group, createdAt: now, wakeAt: now, callbackTokens: tokens },
       [event],
     );
     return id;
   }
 
+  /** The run's concurrency group; drafts have groups of their own, so a draft never queues or cancels a live run. */
   private concurrencyGroup(req: NewRunRequest, id: string): string {
     const state = fold([
       { type: "run_created", at: 0, run_id: id, flow: req.flow, config: req.config, release: req.release, repo: req.repo, inputs: req.inputs, trigger: req.trigger, callbacks: {} },
     ]);
     const template = req.flow.concurrency?.group ?? req.flow.name;
     const value = evaluateGroup(template, state);
-    return `${req.repo}:${value}`;
+    return `${req.repo}:${req.release.kind === "draft" ? "draft:" : ""}${value}`;
+  }
+
+  /**
+   * What a run records and shows is redacted: every secret the server knows, in each form it
+   * travels in, and the run's callback tokens (which complete a wait: only the expression that
+   * hands one on sees it).
+   */
+  private redactorFor(state: RunState): Redactor {
+    return createRedactor([...this.opts.secrets.values(), ...callbackTokens(state)]);
+  }
+
+  /**
+   * A gate about a pull request (the one it names, a merge's own, or the one the run started
+   * from) binds that pull request's head as it is now: its digest covers the head, a review
+   * counts only of that head, and a merge it covers passes that SHA (SPEC §4, §5).
+   */
+  private async bindHeads(state: RunState, events: JournalEvent[]): Promise<JournalEvent[]> {
+    const out: JournalEvent[] = [];
+    for (const e of events) {
+      const pr = e.type === "gate_opened" && e.gate.kind !== "unknown_outcome" ? (e.gate.pull_request ?? pullRequestOf(state.trigger)) : undefined;
+      const api = pr === undefined ? undefined : this.opts.github?.(state.repo, (name) => this.resolveConnection(state, name), Object.keys(state.config.connections));
+      if (e.type !== "gate_opened" || pr === undefined || !api) {
+        out.push(e);
+        continue;
+      }
+      const sha = await pullRequestHead(api, state.repo, pr);
+      out.push(sha ? { ...e, gate: bindHead(e.gate, { pull_request: pr, sha }, { sha: state.release.sha, runId: state.id, step: e.step }) } : e);
+    }
+    return out;
   }
 
   async load(id: string): Promise<{ record: RunRecord; events: JournalEvent[]; seq: number; state: RunState }> {
@@ -150,20 +183,56 @@ export class Runtime {
   }
 
   /**
-   * Advances a run until it ends or waits. Returns false when another worker holds the run
-   * (it will carry on from the journal).
+   * Advances a run until it ends or waits. Single-flight: one advance per run at a time in this
+   * process, under a lease of its own (never shared with another advance, so two callers can
+   * never both hold the run). A caller that finds the run busy here leaves it to the advance in
+   * flight, which goes round once more to fold in what the caller recorded, and shares its
+   * result. Returns false when another process holds the run (it carries on from the journal).
    */
-  async advance(id: string): Promise<boolean> {
-    if (!(await this.store.acquireLease(id, this.workerId, this.now(), this.leaseMs))) return false;
-    try {
-      await this.turns(id);
-    } finally {
-      await this.store.releaseLease(id, this.workerId);
+  advance(id: string): Promise<boolean> {
+    const busy = this.flights.get(id);
+    if (busy) {
+      busy.again = true;
+      return busy.done;
     }
-    return true;
+    return this.fly(id, undefined);
   }
 
-  private async turns(id: string): Promise<void> {
+  /** Runs the advance of `id` as the flight of this process; `claimed` is a lease already held. */
+  private fly(id: string, claimed: string | undefined): Promise<boolean> {
+    const flight = { again: false, done: Promise.resolve(false) };
+    this.flights.set(id, flight);
+    flight.done = (async () => {
+      let owner = claimed;
+      let advanced = false;
+      try {
+        do {
+          flight.again = false;
+          owner ??= this.leaseOwner();
+          if (owner !== claimed && !(await this.store.acquireLease(id, owner, this.now(), this.leaseMs))) return advanced;
+          try {
+            await this.turns(id, owner);
+            advanced = true;
+          } finally {
+            await this.store.releaseLease(id, owner);
+            owner = undefined;
+            claimed = undefined;
+          }
+        } while (flight.again);
+        return advanced;
+      } finally {
+        this.flights.delete(id);
+      }
+    })();
+    return flight.done;
+  }
+
+  /** A fresh lease owner: leases are per advance, not per process. */
+  private leaseOwner(): string {
+    return `${this.workerId}/${(this.leases++).toString(36)}`;
+  }
+
+  private async turns(id: string, owner: string): Promise<void> {
     let { record, events, seq, state } = await this.load(id);
     for (let guard = 0; guard < 100_000; guard++) {
       const now = this.now();
@@ -172,12 +241,13 @@ export class Runtime {
       try {
         switch (turn.kind) {
           case "append": {
-            const completed = turn.events.find((e) => e.type === "run_completed");
+            const recorded = this.redactorFor(state)(await this.bindHeads(state, turn.events));
+            const completed = recorded.find((e) => e.type === "run_completed");
             const update = completed && completed.type === "run_completed" ? { status: completed.status, wakeAt: null } : { status: "running" as const, wakeAt: now };
-            seq = await this.store.append(id, seq, turn.events, update);
-            events = events.concat(turn.events);
+            seq = await this.store.append(id, seq, recorded, update);
+            events = events.concat(recorded);
             state = fold(events);
-            this.emit(id, turn.events, state);
+            this.emit(id, recorded, state);
             if (completed) {
               await this.wakeGroup(record);
               return;
@@ -190,7 +260,7 @@ export class Runtime {
             events = events.concat([started]);
             state = fold(events);
             this.emit(id, [started], state);
-            const result = await this.execute(state, turn, () => seq);
+            const result = await this.execute(state, turn, owner, () => seq);
             // A signal (a callback, a cancel) may have been appended meanwhile: the result still
             // stands if the attempt is still the one in flight. If another worker took the run
             // over (our lease lapsed), the attempt was superseded: drop the result and stop.
@@ -250,18 +320,18 @@ export class Runtime {
     for (const r of queued) await this.store.setWakeAt(r.id, this.now());
   }
 
-  private async execute(state: RunState, turn: Extract<Turn, { kind: "execute" }>, currentSeq: () => number): Promise<JournalEvent> {
+  private async execute(state: RunState, turn: Extract<Turn, { kind: "execute" }>, owner: string, currentSeq: () => number): Promise<JournalEvent> {
     const step = turn.step;
     const executor = this.opts.executors.get(step.kind);
     const at = () => this.now();
     if (!executor) {
       return { type: "step_failed", at: at(), step: step.id, attempt: turn.attempt, error: { code: "STEP_FAILED", message: `no executor for step kind '${step.kind}'`, retryable: false } };
     }
-    const redact = createRedactor(this.opts.secrets.values());
+    const redact = this.redactorFor(state);
     const controller = new AbortController();
     let timedOut = false;
     const timer = turn.timeoutMs ? setTimeout(() => ((timedOut = true), controller.abort(new SluiceError("STEP_TIMEOUT", "the step passed its timeout"))), turn.timeoutMs) : undefined;
-    const heartbeat = setInterval(() => void this.heartbeat(state.id, currentSeq(), controller), Math.max(250, this.leaseMs / 3));
+    const heartbeat = setInterval(() => void this.heartbeat(state.id, owner, currentSeq(), controller), Math.max(250, this.leaseMs / 3));
     const connection = (name: string): ResolvedConnection => this.resolveConnection(state, name);
     let github: GitHubApi | undefined;
     const ctx: StepContext = {
@@ -269,6 +339,7 @@ export class Runtime {
       stepId: step.id,
       attempt: turn.attempt,
       idempotencyKey: turn.key,
+      effect: turn.effect,
       signal: controller.signal,
       ...(turn.timeoutMs ? { timeoutMs: turn.timeoutMs } : {}),
       release: state.release,
@@ -291,10 +362,15 @@ export class Runtime {
         if (source === undefined) throw new NonRetriableError("NOT_FOUND", `${params.file} does not exist at ${state.release.sha.slice(0, 7)}`);
         params = { ...params, file_source: source };
       }
-      const result = await executor.execute(params, ctx);
+      // Secrets reach a step only through its connections: a value that spells one (reassembled
+      // from parts, say) is not sent anywhere. Callback URLs are handed on as they are.
+      const result = await executor.execute(createRedactor(this.opts.secrets.values())(params), ctx);
       const outputs = await this.externalise(redact(result.outputs));
       return { type: "step_succeeded", at: at(), step: step.id, attempt: turn.attempt, outputs };
     } catch (e) {
+      if (e instanceof EffectIsWriteError && turn.effect === "read") {
+        return { type: "step_reclassified", at: at(), step: step.id, attempt: turn.attempt, effect: "write", reason: redact(e.message) };
+      }
       const error = redact(stepErrorOf(e, timedOut, controller.signal.aborted && !timedOut));
       return { type: "step_failed", at: at(), step: step.id, attempt: turn.attempt, error };
     } finally {
@@ -304,9 +380,9 @@ export class Runtime {
   }
 
   /** Keeps the lease while a step works, and aborts the step when the run was cancelled. */
-  private async heartbeat(id: string, seq: number, controller: AbortController): Promise<void> {
+  private async heartbeat(id: string, owner: string, seq: number, controller: AbortController): Promise<void> {
     try {
-      if (!(await this.store.acquireLease(id, this.workerId, this.now(), this.leaseMs))) {
+      if (!(await this.store.acquireLease(id, owner, this.now(), this.leaseMs))) {
         this.logger.warn("lease lost while a step works: another worker may take the run over", { run: id });
       }
       const record = await this.store.getRun(id);
@@ -363,15 +439,21 @@ export class Runtime {
 
   /** Claims due runs and advances each; returns how many were advanced. */
   async workOnce(limit = 8): Promise<number> {
-    const due = await this.store.claimDue(this.workerId, this.now(), this.leaseMs, limit);
+    const owner = this.leaseOwner();
+    const due = await this.store.claimDue(owner, this.now(), this.leaseMs, limit);
     for (const run of due) {
+      const busy = this.flights.get(run.id);
+      if (busy) {
+        // An advance of this process works the run already: it goes round once more instead.
+        busy.again = true;
+        await this.store.releaseLease(run.id, owner);
+        continue;
+      }
       try {
-        await this.turns(run.id);
+        await this.fly(run.id, owner);
       } catch (e) {
         this.logger.error("run turn failed", { run: run.id, error: e instanceof Error ? e.stack ?? e.message : String(e) });
         await this.store.setWakeAt(run.id, this.now() + 5_000).catch(() => undefined);
-      } finally {
-        await this.store.releaseLease(run.id, this.workerId);
       }
     }
     return due.length;
@@ -402,4 +484,29 @@ function evaluateGroup(template: string, state: RunState): string {
 function redactingLogger(base: Logger, redact: <T>(v: T) => T, bound: Record<string, unknown>): Logger {
   const wrap = (level: keyof Logger) => (msg: string, meta?: Record<string, unknown>) => base[level](redact(msg), redact({ ...bound, ...meta }));
   return { debug: wrap("debug"), info: wrap("info"), warn: wrap("warn"), error: wrap("error") };
+}
+
+/** The secret part of each of the run's callback URLs. */
+function callbackTokens(state: RunState): string[] {
+  return Object.values(state.callbacks).map((url) => url.slice(url.lastIndexOf("/") + 1));
+}
+
+/** The pull request a run was started from (a command or event on one), if any. */
+function pullRequestOf(trigger: Trigger): number | undefined {
+  const event = trigger.event as { issue?: { pull_request?: unknown }; pull_request?: { number?: unknown } } | undefined;
+  if (trigger.issue === undefined || !event) return undefined;
+  return event.issue?.pull_request || event.pull_request?.number === trigger.issue ? trigger.issue : undefined;
+}
+
+/** A pull request's head SHA, or undefined when there is no such pull request. */
+async function pullRequestHead(api: GitHubApi, repo: string, number: number): Promise<string | undefined> {
+  const [owner, name] = repo.split("/");
+  try {
+    const r = await api.request("GET /repos/{owner}/{repo}/pulls/{pull_number}", { owner, repo: name, pull_number: number });
+    const sha = r.data?.head?.sha;
+    return typeof sha === "string" ? sha : undefined;
+  } catch (e) {
+    if ((e as { status?: unknown })?.status === 404) return undefined;
+    throw new SluiceError("GITHUB_UNAVAILABLE", `could not read the head of pull request #${number} of ${repo}: ${e instanceof Error ? e.message : String(e)}`, { repo, pull_request: number });
+  }
 }

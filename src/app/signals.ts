@@ -5,7 +5,8 @@
  */
 import { Ajv2020 } from "ajv/dist/2020.js";
 import type { ApprovalSignal, JournalEvent } from "../core/engine/events.js";
-import { digestMatches, eligibility, approversAt } from "../core/engine/gates.js";
+import { judgeDecision } from "../core/engine/decisions.js";
+import { approversAt, digestMatches, quorumOf } from "../core/engine/gates.js";
 import type { RunState, StepState } from "../core/engine/state.js";
 import { SluiceError } from "../core/errors.js";
 import type { WaitSpec } from "../core/flow/types.js";
@@ -25,7 +26,11 @@ export interface DecisionResult {
   counted: boolean;
 }
 
-/** Records an approval or a rejection; throws NOT_WAITING, APPROVAL_NOT_ELIGIBLE or APPROVAL_STALE. */
+/**
+ * Records an approval or a rejection. A decision that does not count is journaled as refused
+ * (who, via, why) and throws NOT_WAITING, APPROVAL_NOT_ELIGIBLE, APPROVAL_WRONG_PLACE or
+ * APPROVAL_STALE.
+ */
 export async function decideGate(rt: Runtime, runId: string, signal: ApprovalSignal & { step?: string }): Promise<DecisionResult> {
   const { state } = await rt.load(runId);
   const gates = openGates(state);
@@ -36,24 +41,22 @@ export async function decideGate(rt: Runtime, runId: string, signal: ApprovalSig
   if (!s?.gate) {
     throw new SluiceError("NOT_WAITING", `step '${signal.step}' of run ${runId} is not waiting for approval (open: ${gates.map((g) => g.id).join(", ")})`, { run: runId });
   }
-  const gate = s.gate;
-  if (!digestMatches(signal.digest, gate.info.digest)) {
-    throw new SluiceError(
-      "APPROVAL_STALE",
-      `digest ${signal.digest} does not match the gate's current digest ${gate.info.digest.slice(0, 12)}: the evidence changed, look again`,
-      { run: runId, step: s.id, digest: gate.info.digest },
-    );
+  const verdict = judgeDecision(state, s, signal, rt.mode);
+  const { step: _step, ...facts } = signal;
+  if (!verdict.ok) {
+    // The audit trail shows attempts too: who, how, and why it did not count.
+    await rt.appendSignal(runId, [
+      { type: "approval_refused", at: rt.now(), step: s.id, login: verdict.login, via: signal.via, decision: signal.decision, reason: verdict.reason, message: verdict.message, ...(signal.digest ? { digest: signal.digest } : {}) },
+    ]);
+    throw new SluiceError(verdict.code, verdict.message, { run: runId, step: s.id, reason: verdict.reason, ...(verdict.reason === "stale_digest" ? { digest: s.gate!.info.digest } : {}) });
   }
-  const verdict = eligibility(gate.info, gate.level, signal, state.trigger.actor, rt.mode);
-  if (!verdict.ok) throw new SluiceError(verdict.code, verdict.reason, { run: runId, step: s.id });
   const event: JournalEvent = {
     type: "approval_received",
     at: rt.now(),
     step: s.id,
-    login: signal.login,
-    via: signal.via,
-    decision: signal.decision,
-    digest: gate.info.digest,
+    ...facts,
+    login: verdict.login,
+    digest: s.gate!.info.digest,
     ...(signal.comment ? { comment: signal.comment } : {}),
   };
   await rt.appendSignal(runId, [event]);
@@ -65,6 +68,7 @@ export async function decideGate(rt: Runtime, runId: string, signal: ApprovalSig
 export function explainGate(state: RunState, s: StepState, mode: "local" | "github") {
   const gate = s.gate!;
   const approvers = approversAt(gate.info, gate.level);
+  const min = quorumOf(gate.info, gate.level);
   const valid = gate.approvals.filter((a) => digestMatches(a.digest, gate.info.digest));
   const stale = gate.approvals.filter((a) => !digestMatches(a.digest, gate.info.digest));
   const approvedBy = [...new Set(valid.filter((a) => a.decision === "approve").map((a) => a.login))];
@@ -73,6 +77,8 @@ export function explainGate(state: RunState, s: StepState, mode: "local" | "gith
     notes.push(`needs a member of ${approvers.teams.join(", ")}: team membership is resolved by the GitHub App, not locally`);
   }
   if (!gate.info.allow_self_approval) notes.push(`${state.trigger.actor} triggered the run and cannot approve it`);
+  if (gate.info.floor) notes.push("every approver must also meet the default branch's policy approvers (the floor)");
+  if (gate.info.head) notes.push(`reviews count only on #${gate.info.head.pull_request} of its head ${gate.info.head.sha.slice(0, 7)}`);
   return {
     step: s.id,
     kind: gate.info.kind,
@@ -80,10 +86,12 @@ export function explainGate(state: RunState, s: StepState, mode: "local" | "gith
     ...(gate.info.summary ? { summary: gate.info.summary } : {}),
     digest: gate.info.digest,
     approvers: { users: approvers.users ?? [], teams: approvers.teams ?? [], permission: approvers.permission ?? null },
-    min: approvers.min,
+    min,
     approvals: valid.map((a) => ({ login: a.login, via: a.via, at: new Date(a.at).toISOString(), decision: a.decision })),
-    quorum: `${approvedBy.length}/${approvers.min}`,
+    quorum: `${approvedBy.length}/${min}`,
     stale_approvals: stale.map((a) => ({ login: a.login, via: a.via, at: new Date(a.at).toISOString(), digest: a.digest ?? null })),
+    refused: gate.refused.map((r) => ({ login: r.login, via: r.via, decision: r.decision, reason: r.reason, message: r.message, at: new Date(r.at).toISOString() })),
+    floor: gate.info.floor ? { users: gate.info.floor.users ?? [], teams: gate.info.floor.teams ?? [], permission: gate.info.floor.permission ?? null } : null,
     escalation_level: gate.level,
     deadline: gate.info.deadline === null ? null : new Date(gate.info.deadline).toISOString(),
     evidence: gate.info.evidence,

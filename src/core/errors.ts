@@ -43,6 +43,18 @@ export type ErrorCode =
   | "SSH_EXIT"
   | "GITHUB_UNAVAILABLE"
   | "STORE_ERROR"
+  /** A flow file is larger than Sluice parses (1 MiB). */
+  | "FLOW_TOO_LARGE"
+  /** A policy `deny` rule refuses the request a step would make. */
+  | "POLICY_DENIED"
+  /** A step classified as a read turned out, at run time, to be able to change state. */
+  | "EFFECT_IS_WRITE"
+  /** A request to the server carries no credentials, or ones that are not valid. */
+  | "UNAUTHORIZED"
+  /** The credentials are valid but do not reach this resource. */
+  | "FORBIDDEN"
+  /** A decision made somewhere it does not count (another issue or pull request, another head). */
+  | "APPROVAL_WRONG_PLACE"
   | "INTERNAL";
 
 export class SluiceError extends Error {
@@ -71,6 +83,18 @@ export class RetryAfterError extends SluiceError {
     super(code, message, details);
     this.name = "RetryAfterError";
     this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/**
+ * Thrown by an executor, before it does anything, when a step the engine ran as a `read` can in
+ * fact change state (the database's own verdict on a query, say). The runtime records the step
+ * as a write and the engine gates it like any write; nothing was executed.
+ */
+export class EffectIsWriteError extends NonRetriableError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super("EFFECT_IS_WRITE", message, details);
+    this.name = "EffectIsWriteError";
   }
 }
 

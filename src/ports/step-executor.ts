@@ -3,7 +3,7 @@
  * function, kv). `sleep` and `wait` are not executors: the engine turns them into timers and
  * gates. Executors are registered in one map (src/adapters/steps/index.ts).
  */
-import type { Connection, Policy, StepKind } from "../core/flow/types.js";
+import type { Connection, Effect, Policy, StepKind } from "../core/flow/types.js";
 import type { Release } from "../core/engine/events.js";
 import type { RunStore } from "./run-store.js";
 
@@ -24,6 +24,11 @@ export interface ResolvedConnection extends Connection {
 /** The GitHub API as executors use it: an authenticated Octokit-style request function. */
 export interface GitHubApi {
   request(route: string, params?: Record<string, unknown>): Promise<{ status: number; data: any; headers: Record<string, unknown> }>;
+  /**
+   * Who the requests act as: the app's bot (`<slug>[bot]`) on the server, the token's user
+   * (`GET /user`) locally. What Sluice wrote itself is told apart by its author (notify's marker).
+   */
+  identity?(): Promise<{ login: string }>;
 }
 
 export interface StepContext {
@@ -32,6 +37,11 @@ export interface StepContext {
   attempt: number;
   /** `<run>:<step>:<attempt>`, passed on where the target accepts one. */
   idempotencyKey: string;
+  /**
+   * The effect the engine classified this attempt with (and gated on). An executor that finds,
+   * before acting, that a `read` can change state throws EffectIsWriteError instead of running it.
+   */
+  effect: Effect;
   signal: AbortSignal;
   /** The step's timeout in ms, if any (the shell also aborts `signal` when it passes). */
   timeoutMs?: number;

@@ -36,6 +36,7 @@ export function makeStepContext(
     stepId: "step",
     attempt: 1,
     idempotencyKey: "run-test:step:1",
+    effect: "write",
     signal: new AbortController().signal,
     release: { sha: "0".repeat(40), ref: "refs/heads/main", kind: "live" },
     repo: "acme/widgets",

@@ -20,7 +20,7 @@ export function duration(ms: number | undefined): string {
 }
 
 export function stepLine(s: StepView): string[] {
-  const detail = s.error ? `${s.error.code}: ${s.error.message}` : "";
+  const detail = s.error ? `${s.error.code}: ${s.error.message}` : s.covered_by && s.status === "pending" ? s.covered_by : "";
   return [`${MARK[s.status] ?? "?"} ${s.id}`, s.kind, s.effect, s.status, duration(s.duration_ms), detail];
 }
 
@@ -41,6 +41,7 @@ export function formatRun(run: RunView): string {
       `gate at ${g.step}: ${g.title}`,
       `  approvers: ${who || "anyone with write permission"}; ${g.approvals.length}/${g.min} approved${g.approvals.length ? ` (${g.approvals.map((a) => a.login).join(", ")})` : ""}`,
       `  digest ${g.digest.slice(0, 12)}${g.deadline ? `  deadline ${g.deadline}` : ""}`,
+      ...g.refused.map((r) => `  refused: ${r.decision} by ${r.login} via ${r.via} (${r.reason})`),
       `  approve: sluice approve ${run.id} --as <login>    reject: sluice reject ${run.id} --as <login>`,
     );
   }

@@ -278,6 +278,7 @@ export async function gatesExplain(rt: Runtime, id: string): Promise<Report> {
       `  deadline: ${g.deadline ?? "none"}`,
       `  digest: ${g.digest}`,
       ...(g.stale_approvals.length ? [`  stale approvals (the evidence changed since): ${g.stale_approvals.map((a) => a.login).join(", ")}`] : []),
+      ...g.refused.map((r) => `  refused: ${r.decision} by ${r.login} via ${r.via} (${r.reason}): ${r.message}`),
       ...g.notes.map((n) => `  note: ${n}`),
     );
   }

@@ -2,8 +2,9 @@
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import type { Diagnostic } from "../../core/flow/types.js";
-import { validateConfig, validateFlow, type ConfigValidation } from "../../core/flow/validate.js";
-import type { Config } from "../../core/flow/types.js";
+import { coverOf, describeCover } from "../../core/engine/coverage.js";
+import { DEFAULT_CONFIG, validateConfig, validateFlow, type ConfigValidation } from "../../core/flow/validate.js";
+import type { Config, Flow } from "../../core/flow/types.js";
 import { CONFIG_PATH, FLOWS_DIR } from "../../ports/flow-source.js";
 import { EXIT, usage, type Io, type Report } from "./output.js";
 
@@ -12,6 +13,25 @@ export interface FileReport {
   kind: "flow" | "config";
   valid: boolean;
   diagnostics: Diagnostic[];
+  /** A valid flow's write steps and what covers each (SPEC §4). */
+  writes?: WriteCover[];
+}
+
+export interface WriteCover {
+  step: string;
+  /** `approval`: the approval steps in `by` cover it (else its own gate); `implicit`: its own gate; `auto`: never gated. */
+  gate: "approval" | "implicit" | "auto";
+  by?: string[];
+  text: string;
+}
+
+/** Each write step of a flow with what covers it, under the config (its effect as far as it is known before running). */
+export function writeCovers(flow: Flow, config: Config): WriteCover[] {
+  return flow.steps.flatMap((step, i) => {
+    const cover = coverOf(flow, i, config);
+    if (cover.kind === "none") return [];
+    return [{ step: step.id, gate: cover.kind, ...(cover.kind === "approval" ? { by: cover.by } : {}), text: describeCover(cover) }];
+  });
 }
 
 const isYaml = (p: string) => /\.ya?ml$/i.test(p);
@@ -85,7 +105,8 @@ export function validatePaths(paths: string[], io: Io): { files: FileReport[]; s
         diagnostics.push({ severity: "error", code: "FLOW_NAME_DUPLICATE", message: `flow name '${v.flow.name}' is also used by ${other}`, file, line: 1, column: 1, pointer: "/name" });
       } else names.set(v.flow.name, file);
     }
-    files.push({ file, kind: "flow", valid: !diagnostics.some((d) => d.severity === "error"), diagnostics });
+    const valid = !diagnostics.some((d) => d.severity === "error");
+    files.push({ file, kind: "flow", valid, diagnostics, ...(v.flow && valid ? { writes: writeCovers(v.flow, config ?? DEFAULT_CONFIG) } : {}) });
   }
   return { files, sources };
 }
@@ -104,6 +125,9 @@ export function validateCommand(paths: string[], io: Io): Report {
   const errors = all.filter((d) => d.severity === "error").length;
   const warnings = all.length - errors;
   const lines = files.flatMap((f) => f.diagnostics.map((d) => formatDiagnostic(d, sources.get(f.file))));
+  for (const f of files) {
+    if (f.writes?.length) lines.push(`${f.file}: writes: ${f.writes.map((w) => `${w.step} (${w.text})`).join("; ")}`);
+  }
   lines.push(`${files.length} file${files.length === 1 ? "" : "s"} checked: ${errors} error${errors === 1 ? "" : "s"}, ${warnings} warning${warnings === 1 ? "" : "s"}`);
   const data = { valid: errors === 0, errors, warnings, files };
   return {

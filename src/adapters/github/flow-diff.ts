@@ -5,6 +5,7 @@
  */
 import { canonicalJson } from "../../core/engine/gates.js";
 import type { Approvers, Config, Diagnostic, Flow, Step, WaitSpec } from "../../core/flow/types.js";
+import { coverOf, describeCover } from "../../core/engine/coverage.js";
 import { effectUnder } from "../../core/policy/effects.js";
 import { cell } from "./annotations.js";
 
@@ -100,15 +101,20 @@ function approvalOf(step: Step): Record<string, unknown> | undefined {
 function flowRisks(name: string, before: Flow | undefined, after: Flow, beforeConfig: Config | undefined, config: Config): RiskChange[] {
   const risks: RiskChange[] = [];
   const old = new Map((before?.steps ?? []).map((s) => [s.id, s]));
-  for (const step of after.steps) {
+  after.steps.forEach((step, index) => {
     const effect = effectUnder(step, config);
     const prev = old.get(step.id);
     if (effect === "write") {
-      if (!prev || prev.kind !== step.kind) risks.push({ flow: name, kind: "write_step", message: `new write step \`${step.id}\` (${step.kind})` });
+      const cover = describeCover(coverOf(after, index, config, effect));
+      const prevIndex = before?.steps.indexOf(prev as Step) ?? -1;
+      const prevCover = before && prev && prevIndex >= 0 ? describeCover(coverOf(before, prevIndex, beforeConfig ?? config)) : undefined;
+      if (!prev || prev.kind !== step.kind) risks.push({ flow: name, kind: "write_step", message: `new write step \`${step.id}\` (${step.kind}): ${cover}` });
       else if (effectUnder(prev, beforeConfig ?? config) !== "write") {
-        risks.push({ flow: name, kind: "write_step", message: `step \`${step.id}\` (${step.kind}) now writes` });
+        risks.push({ flow: name, kind: "write_step", message: `step \`${step.id}\` (${step.kind}) now writes: ${cover}` });
       } else if (canonicalJson(prev.params) !== canonicalJson(step.params)) {
-        risks.push({ flow: name, kind: "write_step", message: `write step \`${step.id}\` (${step.kind}) changed` });
+        risks.push({ flow: name, kind: "write_step", message: `write step \`${step.id}\` (${step.kind}) changed: ${cover}` });
+      } else if (prevCover !== cover) {
+        risks.push({ flow: name, kind: "write_step", message: `write step \`${step.id}\` (${step.kind}) is now ${cover} (was ${prevCover})` });
       }
     }
     const approval = approvalOf(step);
@@ -121,7 +127,7 @@ function flowRisks(name: string, before: Flow | undefined, after: Flow, beforeCo
       if (canonicalJson(a?.escalate ?? []) !== canonicalJson(b?.escalate ?? [])) parts.push("escalation changed");
       risks.push({ flow: name, kind: "approvers", message: parts.join("; ") });
     }
-  }
+  });
   for (const prev of before?.steps ?? []) {
     if (approvalOf(prev) && !after.steps.some((s) => s.id === prev.id && approvalOf(s))) {
       risks.push({ flow: name, kind: "approvers", message: `approval step \`${prev.id}\` removed` });
@@ -151,7 +157,7 @@ function configRisks(before: Config | undefined, after: Config): RiskChange[] {
   if (canonicalJson(p.approvers) !== canonicalJson(q.approvers)) {
     risks.push({ flow, kind: "approvers", message: `policy approvers: ${describeApprovers(q.approvers)} → ${describeApprovers(p.approvers)}` });
   }
-  for (const key of ["auto_approve", "require_approval", "allow", "deny", "drafts"] as const) {
+  for (const key of ["auto_approve", "require_approval", "allow", "deny", "drafts", "allow_self_approval"] as const) {
     if (canonicalJson(p[key]) !== canonicalJson(q[key])) {
       risks.push({ flow, kind: "policy", message: `policy.${key}: ${canonicalJson(q[key])} → ${canonicalJson(p[key])}` });
     }

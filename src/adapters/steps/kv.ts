@@ -1,6 +1,6 @@
 /**
  * The `kv` step: a small versioned key-value store per repository (the namespace is the run's
- * repository), kept in the run store. Exactly one of
+ * repository; draft runs have the repository's draft namespace), kept in the run store. Exactly one of
  *   get: key                                   → value (null when absent), version (0 when absent)
  *   set: { key, value, ttl?, if_version? }     → value, version (if_version 0: only when absent)
  *   delete: key                                → value null, version 0, deleted
@@ -8,6 +8,7 @@
  * A set whose `if_version` does not match is KV_VERSION_CONFLICT, never retried.
  */
 import { ConflictError, NonRetriableError, SluiceError } from "../../core/errors.js";
+import { kvNamespace } from "../../core/namespaces.js";
 import type { KvEntry } from "../../ports/run-store.js";
 import type { StepContext, StepExecutor, StepResult } from "../../ports/step-executor.js";
 import { abortError } from "./deadline.js";
@@ -28,7 +29,7 @@ export const kvExecutor: StepExecutor = {
     }
     const op = ops[0] as Operation;
     if (ctx.signal.aborted) throw abortError(ctx.signal.reason);
-    const namespace = ctx.repo;
+    const namespace = kvNamespace(ctx.repo, ctx.release.kind);
     try {
       switch (op) {
         case "get": {
@@ -80,7 +81,7 @@ async function set(spec: unknown, ctx: StepContext): Promise<StepResult> {
   const ttlMs = optDurationMs(KIND, spec, "ttl");
   const ifVersion = optNumber(KIND, spec, "if_version", { min: 0, integer: true });
   try {
-    const entry = await ctx.store.kvSet(ctx.repo, key, value, {
+    const entry = await ctx.store.kvSet(kvNamespace(ctx.repo, ctx.release.kind), key, value, {
       now: ctx.now(),
       ...(ttlMs !== undefined ? { ttlMs: Math.round(ttlMs) } : {}),
       ...(ifVersion !== undefined ? { ifVersion } : {}),
@@ -110,7 +111,7 @@ async function incr(spec: unknown, ctx: StepContext): Promise<StepResult> {
   } else {
     throw paramError(KIND, "incr", `must be a key or a map {key, by}, not ${typeName(spec)}`);
   }
-  return entryResult(await ctx.store.kvIncr(ctx.repo, key, by, ctx.now()));
+  return entryResult(await ctx.store.kvIncr(kvNamespace(ctx.repo, ctx.release.kind), key, by, ctx.now()));
 }
 
 /** Bad input is the flow's fault (never retried); a store failure may pass, so it is retryable. */

@@ -5,11 +5,12 @@
  */
 import { evaluateCondition, evaluateDeep, evaluateTemplate, type ExprContext } from "../expr/expressions.js";
 import { parseDuration } from "../flow/duration.js";
-import type { ApprovalSpec, Effect, Step, WaitSpec } from "../flow/types.js";
+import type { ApprovalSpec, Approvers, Effect, Step, WaitSpec } from "../flow/types.js";
 import { effectUnder, requiresApproval } from "../policy/effects.js";
 import { exprContext } from "./context.js";
+import { coveringApprovals } from "./coverage.js";
 import type { GateInfo, JournalEvent, StepErrorInfo } from "./events.js";
-import { digestMatches, gateDigest } from "./gates.js";
+import { digestMatches, gateDigest, quorumOf } from "./gates.js";
 import { nextAttemptAt } from "./retry.js";
 import type { RunState, RunStatus, StepState } from "./state.js";
 
@@ -172,11 +173,16 @@ function decideStep(state: RunState, def: Step, s: StepState, index: number, now
   } catch (e) {
     return { kind: "append", events: [{ type: "step_failed", at: now, step: def.id, attempt: s.attempts, error: errorInfo("EXPR_EVAL", message(e)) }] };
   }
-  const effect = effectUnder({ kind: def.kind, params }, state.config);
-  if (!s.gateApproved && !s.retryUnknown && requiresApproval({ kind: def.kind, params }, effect, state.config.policy) && !coveredByApproval(state, index)) {
+  const effect = effectOfStep(state, def, s, params);
+  if (!s.gateApproved && !s.retryUnknown && requiresApproval({ kind: def.kind, params }, effect, state.config.policy) && !coveredBy(state, index)) {
     return { kind: "append", events: [{ type: "gate_opened", at: now, step: def.id, gate: implicitGate(state, def, params) }] };
   }
   return execute(state, def, s, s.attempts + 1, now, params, effect);
+}
+
+/** A step's effect under the run's config, raised to `write` where the step was found to write at run time. */
+function effectOfStep(state: RunState, def: Step, s: StepState, params: Record<string, unknown>): Effect {
+  return s.reclassified ?? effectUnder({ kind: def.kind, params }, state.config);
 }
 
 function evaluateParams(def: Step, ctx: ExprContext): Record<string, unknown> {
@@ -191,30 +197,42 @@ function execute(state: RunState, def: Step, s: StepState, attempt: number, now:
   } catch (e) {
     return { kind: "append", events: [{ type: "step_failed", at: now, step: def.id, attempt: s.attempts, error: errorInfo("EXPR_EVAL", message(e)) }] };
   }
-  const eff = effect ?? effectUnder({ kind: def.kind, params: p }, state.config);
+  const eff = effect ?? effectOfStep(state, def, s, p);
   return {
     kind: "execute",
     step: def,
     attempt,
     key: `${state.id}:${def.id}:${attempt}`,
     effect: eff,
-    params: p,
+    params: withReviewedHead(state, def, s, p),
     ...(def.timeout ? { timeoutMs: parseDuration(def.timeout) } : {}),
   };
 }
 
-/** A write step is covered when an approval granted earlier in the run precedes it. */
-function coveredByApproval(state: RunState, index: number): boolean {
-  return state.flow.steps.slice(0, index).some((d) => {
+/** The approved approval step that covers the step at `index` (SPEC §4), if any. */
+function coveredBy(state: RunState, index: number): StepState | undefined {
+  for (const d of coveringApprovals(state.flow, index)) {
     const s = state.steps[d.id];
-    if (!s) return false;
-    if (d.kind === "wait" && (d.params as WaitSpec).approval) return s.status === "succeeded" && s.outputs?.decision === "approved";
-    return s.gateApproved === true;
-  });
+    if (s?.status === "succeeded" && s.outputs?.decision === "approved") return s;
+  }
+  return undefined;
 }
 
-function baseApprovers(state: RunState, a: ApprovalSpec["approvers"] | undefined): GateInfo["approvers"] {
-  const src = a ?? state.config.policy.approvers;
+/**
+ * A merge of the pull request whose head the covering approval reviewed passes that head's SHA,
+ * so GitHub refuses to merge anything pushed since (SPEC §4). The step's own `sha` wins.
+ */
+function withReviewedHead(state: RunState, def: Step, s: StepState, params: Record<string, unknown>): Record<string, unknown> {
+  const merge = def.kind === "github" && isObject(params.merge_pull_request) ? params.merge_pull_request : undefined;
+  if (!merge || merge.sha !== undefined) return params;
+  const index = state.flow.steps.indexOf(def);
+  const head = (s.passedGate ?? coveredBy(state, index)?.gate)?.info.head;
+  if (!head || head.pull_request !== Number(merge.number)) return params;
+  return { ...params, merge_pull_request: { ...merge, sha: head.sha } };
+}
+
+/** A set of approvers as a gate records it: permission `write` when it names nobody. */
+function approversOf(src: Approvers): GateInfo["approvers"] {
   return {
     ...(src.users ? { users: src.users } : {}),
     ...(src.teams ? { teams: src.teams } : {}),
@@ -238,8 +256,9 @@ function openApproval(state: RunState, def: Step, spec: ApprovalSpec, now: numbe
     title: evaluated.title ?? `Approve step ${def.id}?`,
     ...(evaluated.summary ? { summary: String(evaluated.summary) } : {}),
     digest: gateDigest({ sha: state.release.sha, runId: state.id, step: def.id, evidence }),
-    approvers: baseApprovers(state, evaluated.approvers),
-    allow_self_approval: evaluated.allow_self_approval === true,
+    approvers: approversOf(evaluated.approvers ?? state.config.policy.approvers),
+    floor: approversOf(state.config.policy.approvers),
+    allow_self_approval: evaluated.allow_self_approval === true && state.config.policy.allow_self_approval === true,
     deadline: timeout ? now + parseDuration(timeout) : null,
     escalate: (evaluated.escalate ?? []).map((e) => ({ after_ms: parseDuration(e.after), approvers: e.approvers })),
     on_timeout: evaluated.on_timeout ?? "fail",
@@ -251,17 +270,21 @@ function openApproval(state: RunState, def: Step, spec: ApprovalSpec, now: numbe
 
 function implicitGate(state: RunState, def: Step, params: Record<string, unknown>): GateInfo {
   const evidence = [{ step: def.id, kind: def.kind, params }];
+  const merge = def.kind === "github" && isObject(params.merge_pull_request) ? Number(params.merge_pull_request.number) : NaN;
   return {
     kind: "implicit",
     title: `Allow ${def.kind} step '${def.id}' to write?`,
     summary: `Policy requires an approval before this ${def.kind} step changes state.`,
     digest: gateDigest({ sha: state.release.sha, runId: state.id, step: def.id, evidence }),
-    approvers: baseApprovers(state, undefined),
+    approvers: approversOf(state.config.policy.approvers),
+    floor: approversOf(state.config.policy.approvers),
     allow_self_approval: false,
     deadline: null,
     escalate: [],
     on_timeout: "fail",
     evidence,
+    // A merge's own gate names the pull request it merges: its reviews decide it, at the head they saw.
+    ...(Number.isInteger(merge) && merge > 0 ? { pull_request: merge } : {}),
   };
 }
 
@@ -272,8 +295,10 @@ function unknownOutcomeGate(state: RunState, def: Step, s: StepState): GateInfo 
     title: `Step '${def.id}' may or may not have run: retry it or skip it?`,
     summary: `Attempt ${s.inFlight?.attempt} of this write step started and its result was never recorded (the worker stopped). Approve to run it again, reject to skip it.`,
     digest: gateDigest({ sha: state.release.sha, runId: state.id, step: def.id, evidence }),
-    approvers: baseApprovers(state, undefined),
-    allow_self_approval: true,
+    approvers: approversOf(state.config.policy.approvers),
+    floor: approversOf(state.config.policy.approvers),
+    // Running a write again is a change of state like any other: the same self-approval rule.
+    allow_self_approval: state.config.policy.allow_self_approval === true,
     deadline: null,
     escalate: [],
     on_timeout: "fail",
@@ -302,9 +327,7 @@ export function tally(s: StepState): Tally {
     if (a.decision === "reject") rejectedBy ??= { login: a.login, ...(a.comment ? { comment: a.comment } : {}) };
     else if (!approvedBy.includes(a.login.toLowerCase())) approvedBy.push(a.login.toLowerCase());
   }
-  let min = gate.info.approvers.min;
-  for (const e of gate.info.escalate.slice(0, gate.level)) min = e.approvers.min ?? min;
-  return { approvedBy, ...(rejectedBy ? { rejectedBy } : {}), stale, min };
+  return { approvedBy, ...(rejectedBy ? { rejectedBy } : {}), stale, min: quorumOf(gate.info, gate.level) };
 }
 
 function decideGate(def: Step, s: StepState, now: number): Turn {

@@ -37,7 +37,16 @@ export interface ApprovalSignal {
   is_bot?: boolean;
   permission?: "none" | "read" | "triage" | "write" | "maintain" | "admin";
   teams?: string[];
+  /**
+   * Where the decision was made, for the place rule (SPEC §5): the issue or pull request of a
+   * comment or review, and the commit a review looked at (`review.commit_id`). Decisions from
+   * the CLI, the API and the run's own check run carry none.
+   */
+  place?: { issue?: number; commit?: string };
 }
+
+/** Why a decision did not count; every refusal is journaled (`approval_refused`). */
+export type RefusalReason = "self" | "bot" | "invalid_login" | "not_eligible" | "stale_digest" | "wrong_place";
 
 export type JournalEvent =
   | {
@@ -60,10 +69,17 @@ export type JournalEvent =
   | { type: "step_started"; at: number; step: string; attempt: number; key: string; effect: string }
   | { type: "step_succeeded"; at: number; step: string; attempt: number; outputs: Record<string, unknown> }
   | { type: "step_failed"; at: number; step: string; attempt: number; error: StepErrorInfo }
+  /**
+   * The attempt ran as a read and its executor found, before acting, that it can change state
+   * (the database's own verdict, say): nothing was done, and the step is a write from now on.
+   */
+  | { type: "step_reclassified"; at: number; step: string; attempt: number; effect: "write"; reason: string }
   | { type: "timer_started"; at: number; step: string; until: number }
   | { type: "wait_started"; at: number; step: string; wait: "callback" | "event"; deadline: number | null }
   | { type: "gate_opened"; at: number; step: string; gate: GateInfo }
   | ({ type: "approval_received"; at: number; step: string } & ApprovalSignal)
+  /** A decision that did not count, kept for the audit trail; it changes nothing else. */
+  | { type: "approval_refused"; at: number; step: string; login: string; via: ApprovalSignal["via"]; decision: "approve" | "reject"; reason: RefusalReason; message: string; digest?: string }
   | { type: "gate_escalated"; at: number; step: string; level: number }
   /** An implicit gate reached its quorum: the write step it guards may run. */
   | { type: "gate_passed"; at: number; step: string; approvers: { login: string; via: string; at: string }[] }
@@ -84,10 +100,21 @@ export interface GateInfo {
   summary?: string;
   digest: string;
   approvers: { users?: string[]; teams?: string[]; permission?: string; min: number };
+  /**
+   * The default branch's policy approvers when the gate opened: the floor every approver must
+   * also meet, and the least quorum. Absent in journals written before the floor existed.
+   */
+  floor?: { users?: string[]; teams?: string[]; permission?: string; min: number };
+  /** Self-approval in effect: the gate asked for it and the default branch's policy allows it. */
   allow_self_approval: boolean;
   deadline: number | null;
   escalate: { after_ms: number; approvers: { users?: string[]; teams?: string[]; permission?: string; min?: number } }[];
   on_timeout: "fail" | "cancel" | "continue";
   evidence: unknown[];
   pull_request?: number;
+  /**
+   * The pull request whose head the digest binds, and that head's SHA when the gate opened:
+   * a review counts only on that pull request at that SHA, and a merge of it passes the SHA.
+   */
+  head?: { pull_request: number; sha: string };
 }

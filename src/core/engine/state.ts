@@ -3,7 +3,7 @@
  * does not apply (a result after the run ended, a second callback) changes nothing.
  */
 import type { Config, Effect, Flow, Step } from "../flow/types.js";
-import type { ApprovalSignal, GateInfo, JournalEvent, Release, StepErrorInfo, Trigger } from "./events.js";
+import type { ApprovalSignal, GateInfo, JournalEvent, RefusalReason, Release, StepErrorInfo, Trigger } from "./events.js";
 
 export type RunStatus = "queued" | "running" | "waiting" | "succeeded" | "failed" | "cancelled" | "timed_out";
 export type StepStatus = "pending" | "running" | "waiting" | "succeeded" | "failed" | "skipped" | "cancelled";
@@ -22,6 +22,8 @@ export interface GateState {
   openedAt: number;
   level: number;
   approvals: Approval[];
+  /** Decisions that did not count, for the record (SPEC §4: refused decisions are journaled). */
+  refused: (Omit<Approval, "comment"> & { reason: RefusalReason; message: string })[];
 }
 
 export interface StepState {
@@ -47,6 +49,8 @@ export interface StepState {
   passedGate?: GateState;
   /** A human asked to retry the attempt whose outcome was unknown. */
   retryUnknown?: boolean;
+  /** The step was found to write at run time: its effect from then on, whatever its parameters say. */
+  reclassified?: "write";
   /** The step failed for good, or succeeded: its outcome is settled. */
   settled: boolean;
 }
@@ -145,6 +149,10 @@ function apply(state: RunState, e: JournalEvent): void {
       if (!step || step.settled) return;
       Object.assign(step, { status: "succeeded", settled: true, outputs: e.outputs, finishedAt: e.at, inFlight: undefined });
       return;
+    case "step_reclassified":
+      if (!step || step.settled || step.inFlight?.attempt !== e.attempt) return;
+      Object.assign(step, { status: "pending", inFlight: undefined, reclassified: e.effect, effect: e.effect });
+      return;
     case "step_failed":
       if (!step || step.settled) return;
       step.inFlight = undefined;
@@ -164,7 +172,7 @@ function apply(state: RunState, e: JournalEvent): void {
       return;
     case "gate_opened":
       if (!step) return;
-      step.gate = { info: e.gate, openedAt: e.at, level: 0, approvals: [] };
+      step.gate = { info: e.gate, openedAt: e.at, level: 0, approvals: [], refused: [] };
       step.status = "waiting";
       step.startedAt ??= e.at;
       return;
@@ -174,6 +182,9 @@ function apply(state: RunState, e: JournalEvent): void {
       step.gate.approvals.push({ login, via, at, decision, ...(digest ? { digest } : {}), ...(comment ? { comment } : {}) });
       return;
     }
+    case "approval_refused":
+      step?.gate?.refused.push({ login: e.login, via: e.via, at: e.at, decision: e.decision, reason: e.reason, message: e.message, ...(e.digest ? { digest: e.digest } : {}) });
+      return;
     case "gate_passed":
       if (!step?.gate) return;
       Object.assign(step, { passedGate: step.gate, gate: undefined, gateApproved: true, status: "pending" });

@@ -60,6 +60,8 @@ export interface ApprovalSpec {
   escalate?: { after: string; approvers: Approvers }[];
   on_timeout?: "fail" | "cancel" | "continue";
   pull_request?: number | string;
+  /** Exactly the write steps this approval covers (default: those after it, up to the next approval step). */
+  covers?: string[];
 }
 
 export interface WaitSpec {
@@ -124,6 +126,8 @@ export interface Policy {
   allow: { ssh?: string[]; http?: string[] };
   deny: { ssh?: string[]; http?: string[] };
   drafts: { forks: "never" | "always" };
+  /** Whether a gate's own allow_self_approval may take effect (default false). */
+  allow_self_approval: boolean;
 }
 
 export interface Config {
@@ -138,4 +142,5 @@ export const DEFAULT_POLICY: Policy = {
   allow: {},
   deny: {},
   drafts: { forks: "never" },
+  allow_self_approval: false,
 };

@@ -10,6 +10,7 @@ import configSchema from "../../../schemas/config.schema.json" with { type: "jso
 import { findExpressions, parseExpression, referencedPaths } from "../expr/expressions.js";
 import { KINDS_WITH_CONNECTION, httpMethod, httpTarget } from "../policy/effects.js";
 import { firstHttpRule, firstSshRule, regexError } from "../policy/patterns.js";
+import { approvalSpecOf } from "../engine/coverage.js";
 import { isDuration } from "./duration.js";
 import { escapePointer, parseYamlSource, type YamlSource } from "./yaml-source.js";
 import {
@@ -316,6 +317,19 @@ function checkConnectionsAndPolicy(flow: Flow, config: Config, add: Add): void {
   });
 }
 
+/** An approval's `covers:` names steps after it: a step that is not there, or came earlier, would leave a write unguarded. */
+function checkCovers(flow: Flow, add: Add): void {
+  const index = new Map(flow.steps.map((s, i) => [s.id, i]));
+  flow.steps.forEach((step, i) => {
+    approvalSpecOf(step)?.covers?.forEach((id, j) => {
+      const at = index.get(id);
+      const pointer = `/steps/${i}/wait/approval/covers/${j}`;
+      if (at === undefined) add("COVERS_INVALID", `covers names step '${id}', which this flow does not have`, pointer);
+      else if (at <= i) add("COVERS_INVALID", `covers names step '${id}', which runs before this approval: an approval covers only later steps`, pointer);
+    });
+  });
+}
+
 function normaliseFlow(raw: Record<string, unknown>, file: string | undefined): Flow {
   const steps: Step[] = (Array.isArray(raw.steps) ? raw.steps : []).filter(isObject).map((s) => {
     const kind = STEP_KINDS.find((k) => k in s) as StepKind;
@@ -365,6 +379,7 @@ export function validateFlow(text: string, opts: { file?: string; config?: Confi
   checkSchedules(raw, add);
 
   const flow = schemaOk ? normaliseFlow(raw, opts.file) : undefined;
+  if (flow) checkCovers(flow, add);
   if (flow && opts.config) checkConnectionsAndPolicy(flow, opts.config, add);
   diagnostics.sort((a, b) => a.line - b.line || a.column - b.column);
   return diagnostics.some((d) => d.severity === "error") ? { diagnostics } : { ...(flow ? { flow } : {}), diagnostics };
@@ -405,6 +420,7 @@ export function normaliseConfig(raw: Record<string, unknown> = {}): Config {
       allow: (p.allow as Config["policy"]["allow"] | undefined) ?? {},
       deny: (p.deny as Config["policy"]["deny"] | undefined) ?? {},
       drafts: (p.drafts as Config["policy"]["drafts"] | undefined) ?? DEFAULT_POLICY.drafts,
+      allow_self_approval: p.allow_self_approval === true,
     },
   };
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { tally } from "../../../src/core/engine/decide.js";
+import { bindHead } from "../../../src/core/engine/gates.js";
 import { fold } from "../../../src/core/engine/state.js";
 import { T0, approval, created, fail, resume, run } from "./harness.js";
 
@@ -434,5 +435,163 @@ steps:
     const later = fold([...sim.events, { type: "step_failed", at: T0, step: "a", attempt: 1, error: { code: "X", message: "x", retryable: false } }]);
     expect(later.steps.a?.status).toBe("succeeded");
     expect(later.completed?.status).toBe("succeeded");
+  });
+});
+
+describe("what an approval covers (SPEC §4)", () => {
+  const flow = `
+on: { manual: {} }
+steps:
+  - id: first
+    wait: { approval: { title: Go? } }
+  - id: w1
+    http: { method: POST, url: "https://example.com/one" }
+  - id: second
+    wait: { approval: { title: Three only?, covers: [w3] } }
+  - id: w2
+    http: { method: POST, url: "https://example.com/two" }
+  - id: w3
+    http: { method: POST, url: "https://example.com/three" }
+`;
+
+  it("an approval covers the writes after it up to the next approval step, or exactly its covers list", () => {
+    let sim = run([created(flow)]);
+    sim = resume(sim, { signals: [approval("first", "bob", T0)] });
+    expect(sim.executed).toEqual(["w1#1"]);
+    sim = resume(sim, { signals: [approval("second", "bob", T0)] });
+    // w2 lies after 'second', which covers only w3, and 'first' covers nothing past 'second'.
+    expect(sim.executed).toEqual(["w1#1"]);
+    expect(sim.state.steps.w2?.gate?.info).toMatchObject({ kind: "implicit", title: expect.stringContaining("w2") });
+    sim = resume(sim, { signals: [approval("w2", "bob", T0)] });
+    expect(sim.executed).toEqual(["w1#1", "w2#1", "w3#1"]);
+    expect(sim.state.steps.w3?.gate).toBeUndefined();
+  });
+
+  it("a write before an approval step is not covered by it", () => {
+    const sim = run([created(`
+on: { manual: {} }
+steps:
+  - id: early
+    http: { method: POST, url: "https://example.com/early" }
+  - id: review
+    wait: { approval: {} }
+`)]);
+    expect(sim.executed).toEqual([]);
+    expect(sim.state.steps.early?.gate?.info.kind).toBe("implicit");
+  });
+
+  it("a skipped or timed-out approval covers nothing", () => {
+    const sim = run([created(`
+on: { manual: {} }
+steps:
+  - id: review
+    if: \${{ false }}
+    wait: { approval: {} }
+  - id: w
+    http: { method: POST, url: "https://example.com/w" }
+`)]);
+    expect(sim.executed).toEqual([]);
+    expect(sim.state.steps.w?.gate?.info.kind).toBe("implicit");
+  });
+});
+
+describe("the default branch's policy is the floor of every approval", () => {
+  const draft = `
+on: { manual: {} }
+steps:
+  - id: review
+    wait: { approval: { approvers: { users: [alice] }, allow_self_approval: true } }
+  - id: w
+    http: { method: POST, url: "https://example.com/w" }
+`;
+
+  it("a flow cannot allow self-approval on its own, nor drop the policy's approvers", () => {
+    const info = run([created(draft)]).state.steps.review!.gate!.info;
+    expect(info.allow_self_approval).toBe(false);
+    expect(info.floor).toEqual({ permission: "write", min: 1 });
+    expect(info.approvers).toEqual({ users: ["alice"], min: 1 });
+  });
+
+  it("self-approval takes effect only where the policy allows it too", () => {
+    const info = run([created(draft, { config: "policy: { allow_self_approval: true }" })]).state.steps.review!.gate!.info;
+    expect(info.allow_self_approval).toBe(true);
+  });
+
+  it("an unknown-outcome gate follows the same self-approval rule", () => {
+    let sim = run([created(`
+on: { manual: {} }
+steps:
+  - id: w
+    http: { method: POST, url: "https://example.com/w" }
+`, { config: "policy: { auto_approve: [read, write] }" })], { script: () => "crash" });
+    sim = resume(sim);
+    expect(sim.state.steps.w?.gate?.info).toMatchObject({ kind: "unknown_outcome", allow_self_approval: false, floor: { permission: "write", min: 1 } });
+  });
+});
+
+describe("a step found to write at run time", () => {
+  const flow = `
+on: { manual: {} }
+steps:
+  - id: q
+    db: { connection: app, query: "select nextval('s')" }
+`;
+  const config = "connections: { app: { type: postgres, secret: APP_DB } }";
+
+  it("is gated like any write after its executor refuses to run it as a read", () => {
+    let sim = run([created(flow, { config })], { script: () => "crash" });
+    expect(sim.turn).toMatchObject({ kind: "execute", effect: "read" });
+    sim = resume(sim, { signals: [{ type: "step_reclassified", at: T0, step: "q", attempt: 1, effect: "write", reason: "nextval can change state" }] });
+    expect(sim.executed).toEqual(["q#1"]);
+    expect(sim.state.steps.q).toMatchObject({ status: "waiting", reclassified: "write", gate: { info: { kind: "implicit" } } });
+    sim = resume(sim, { signals: [approval("q", "bob", T0)] });
+    expect(sim.executed).toEqual(["q#1", "q#2"]);
+    expect(sim.events.filter((e) => e.type === "step_started").map((e) => e.type === "step_started" && e.effect)).toEqual(["read", "write"]);
+  });
+
+  it("a late reclassification of an attempt no longer in flight changes nothing", () => {
+    const sim = run([created(flow, { config })]);
+    expect(sim.state.steps.q?.status).toBe("succeeded");
+    const after = fold([...sim.events, { type: "step_reclassified", at: T0, step: "q", attempt: 1, effect: "write", reason: "late" }]);
+    expect(after.steps.q).toMatchObject({ status: "succeeded" });
+    expect(after.steps.q?.reclassified).toBeUndefined();
+  });
+});
+
+describe("a merge passes the head its approval reviewed", () => {
+  const flow = (number: number) => `
+on: { manual: {} }
+steps:
+  - id: review
+    wait: { approval: { pull_request: 7 } }
+  - id: merge
+    github: { merge_pull_request: { number: ${number}, method: squash } }
+`;
+  const headed = (sim: ReturnType<typeof run>) => ({
+    ...sim,
+    events: sim.events.map((e) =>
+      e.type === "gate_opened" ? { ...e, gate: bindHead(e.gate, { pull_request: 7, sha: "B".repeat(40) }, { sha: "a".repeat(40), runId: "run1", step: e.step }) } : e,
+    ),
+  });
+
+  it("the covering gate bound the pull request's head: the merge names that SHA", () => {
+    let sim = headed(run([created(flow(7))]));
+    expect(fold(sim.events).steps.review?.gate?.info.head).toEqual({ pull_request: 7, sha: "b".repeat(40) });
+    const merged: unknown[] = [];
+    sim = resume(sim, { signals: [approval("review", "bob", T0)], script: (t) => (merged.push(t.params), { outputs: {} }) });
+    expect(merged).toEqual([{ merge_pull_request: { number: 7, method: "squash", sha: "b".repeat(40) } }]);
+  });
+
+  it("a merge of another pull request gets no SHA of this one", () => {
+    let sim = headed(run([created(flow(8))]));
+    const merged: unknown[] = [];
+    sim = resume(sim, { signals: [approval("review", "bob", T0)], script: (t) => (merged.push(t.params), { outputs: {} }) });
+    expect(merged).toEqual([{ merge_pull_request: { number: 8, method: "squash" } }]);
+  });
+
+  it("a binding changes the digest, so an approval of the unbound gate is stale", () => {
+    const plain = run([created(flow(7))]);
+    const bound = headed(plain);
+    expect(fold(bound.events).steps.review?.gate?.info.digest).not.toBe(plain.state.steps.review?.gate?.info.digest);
   });
 });

@@ -83,7 +83,12 @@ export function run(events: JournalEvent[], opts: { now?: number; script?: Scrip
 /** Continues a simulation at a later time, optionally with signal events appended first. */
 export function resume(sim: Sim, opts: { at?: number; signals?: JournalEvent[]; script?: Script; facts?: Omit<Facts, "now"> } = {}): Sim {
   const now = opts.at ?? sim.now;
-  const events = [...sim.events, ...(opts.signals ?? [])];
+  // A decision names the digest it saw: by default the gate's current one, as the shell records it.
+  const state = fold(sim.events);
+  const signals = (opts.signals ?? []).map((e) =>
+    e.type === "approval_received" && e.digest === undefined ? { ...e, digest: state.steps[e.step]?.gate?.info.digest ?? "" } : e,
+  );
+  const events = [...sim.events, ...signals];
   const next = run(events, { now, ...(opts.script ? { script: opts.script } : {}), ...(opts.facts ? { facts: opts.facts } : {}) });
   return { ...next, executed: [...sim.executed, ...next.executed] };
 }

@@ -3,7 +3,8 @@
  * check-run summary.
  */
 import { coverOf, describeCover } from "../core/engine/coverage.js";
-import type { GateInfo } from "../core/engine/events.js";
+import type { GateInfo, JournalEvent } from "../core/engine/events.js";
+import { REDACTED } from "../core/redact.js";
 import type { Effect } from "../core/flow/types.js";
 import { effectUnder } from "../core/policy/effects.js";
 import type { RunState } from "../core/engine/state.js";
@@ -134,4 +135,15 @@ export function runView(record: RunRecord, state: RunState): RunView {
     ...(state.completed?.error ? { error: { code: state.completed.error.code, message: state.completed.error.message } } : {}),
     ...(state.runUrl ? { url: state.runUrl } : {}),
   };
+}
+
+/**
+ * An event as it may be shown: the callback URLs of `run_created` lose their token (it completes
+ * a wait; only the expression that hands it on sees it). Everything else was redacted when it
+ * was recorded.
+ */
+export function publicEvent(e: JournalEvent): JournalEvent {
+  if (e.type !== "run_created") return e;
+  const callbacks = Object.fromEntries(Object.entries(e.callbacks).map(([step, url]) => [step, `${url.slice(0, url.lastIndexOf("/") + 1)}${REDACTED}`]));
+  return { ...e, callbacks };
 }

@@ -26,6 +26,7 @@ import { createReporter, type Reporter } from "../adapters/github/reporter.js";
 import { createScheduler, type Scheduler } from "../adapters/github/scheduler.js";
 import { releaseSnapshotAt } from "../adapters/github/snapshot.js";
 import type { GitHubDeps } from "../adapters/github/deps.js";
+import { openLinkSigner, type LinkSigner } from "../adapters/server/auth.js";
 import { metrics as defaultMetrics } from "../adapters/server/metrics.js";
 import { createRoutes } from "../adapters/server/routes.js";
 import { SluiceError } from "../core/errors.js";
@@ -123,6 +124,8 @@ export interface Sluice {
   inbox: Inbox;
   scheduler: Scheduler;
   reporter: Reporter;
+  /** Signs the links to run pages (the check runs' details_url) with the key in the store. */
+  links: LinkSigner;
   logger: Logger;
   /** Stops the loops, waits for work in flight, closes the store. */
   stop(): Promise<void>;
@@ -152,6 +155,13 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
     writeFileSync(join(config.home, ".gitignore"), "*\n");
   }
   const store = await openRunStore(config.databaseUrl ?? join(config.home, "sluice.db"));
+  let links: LinkSigner;
+  try {
+    links = await openLinkSigner(store);
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
   const secrets = new SecretStore(join(config.home, "secrets.json"), opts.env);
   const installations = new Installations(app);
   const background = new Set<Promise<unknown>>();
@@ -181,7 +191,7 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
       throw e;
     }
   };
-  const reporter = createReporter({ store, githubFor, publicUrl: config.publicUrl, logger, pollMs });
+  const reporter = createReporter({ store, githubFor, publicUrl: config.publicUrl, links, logger, pollMs });
   runtime.onEvents((runId) => reporter.notify(runId));
 
   const kick = (runId: string): void => {
@@ -198,7 +208,7 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
       return Promise.resolve(true);
     },
   });
-  const deps: GitHubDeps & { secrets: SecretStore } = { runtime: signalRuntime, store, logger, installations, publicUrl: config.publicUrl, kick, secrets };
+  const deps: GitHubDeps & { secrets: SecretStore } = { runtime: signalRuntime, store, logger, installations, publicUrl: config.publicUrl, kick, secrets, links };
 
   const inbox = createInbox({ store, logger, owner: runtime.workerId, handle: (d) => handleDelivery(deps, d), pollMs, keyOf: deliveryKey });
   const flowsAt = async (repo: string, sha: string): Promise<Flow[]> => {
@@ -224,6 +234,7 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
     inbox,
     scheduler,
     reporter,
+    links,
     logger,
     stop() {
       stopping ??= (async () => {
@@ -245,7 +256,7 @@ export function sluiceApp(opts: SluiceAppOptions): ApplicationFunction {
     registerIntake(app, { store: sluice.store, logger: sluice.logger, metrics: defaultMetrics, clock: () => sluice.runtime.now(), recorded: () => sluice.inbox.wake() });
     addHandler(webhooksAtRoot(app));
     addHandler(createHooksRoute(deps));
-    addHandler(createRoutes({ runtime: sluice.runtime, store: sluice.store, publicUrl: sluice.config.publicUrl, logger: sluice.logger }));
+    addHandler(createRoutes({ runtime: sluice.runtime, store: sluice.store, publicUrl: sluice.config.publicUrl, links: sluice.links, logger: sluice.logger }));
     sluice.logger.info("sluice is serving", { public_url: sluice.config.publicUrl, github: sluice.config.githubApiUrl, store: sluice.config.databaseUrl ? "postgres" : "sqlite" });
     opts.onReady?.(sluice);
   };

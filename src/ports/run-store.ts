@@ -1,6 +1,7 @@
 /**
  * The store behind every run: journals with compare-and-set appends, the next wake-up of each
- * run scheduled in the same transaction, leases, kv, callback tokens and webhook deliveries.
+ * run scheduled in the same transaction, leases, kv, callback tokens and webhook deliveries,
+ * and the server's credentials: API tokens (hashed), its signing keys, generic-hook claims.
  * SQLite and PostgreSQL adapters implement it and run one contract suite
  * (test/adapters/store/contract.ts).
  */
@@ -75,6 +76,21 @@ export interface KvEntry {
   version: number;
   /** Expiry (epoch ms) or null. */
   expiresAt: number | null;
+}
+
+/** An API token as the store keeps it: never the token itself, only its SHA-256. */
+export interface ApiToken {
+  /** A short public id (`tok_…`) to list and revoke it by. */
+  id: string;
+  /** The GitHub login the token acts as. */
+  login: string;
+  /** The one repository ("owner/name") the token reaches, or null for every repository. */
+  repo: string | null;
+  createdAt: number;
+  /** When it stops working (epoch ms), or null. */
+  expiresAt: number | null;
+  /** When it was revoked (epoch ms), or null. */
+  revokedAt: number | null;
 }
 
 export interface RunStore {
@@ -165,6 +181,27 @@ export interface RunStore {
   /** Adds `by` to a numeric value (absent: 0) atomically. */
   kvIncr(namespace: string, key: string, by: number, now: number): Promise<KvEntry>;
   kvList(namespace: string, now: number, prefix?: string): Promise<KvEntry[]>;
+
+  // Server credentials.
+  /** Records a new token under the SHA-256 (hex) of its secret. Throws ConflictError on a duplicate id or hash. */
+  createToken(token: ApiToken & { hash: string }): Promise<void>;
+  /** The token whose secret hashes to `hash`, revoked or expired ones included (the caller decides). */
+  findToken(hash: string): Promise<ApiToken | undefined>;
+  /** Every token, newest first. */
+  listTokens(): Promise<ApiToken[]>;
+  /** Revokes a token (a second revocation keeps the first time); undefined when there is no such token. */
+  revokeToken(id: string, at: number): Promise<ApiToken | undefined>;
+  /**
+   * The server key named `name`: `candidate` is stored if no key of that name exists yet, and
+   * whichever key was stored first is returned, so every process sharing the store agrees.
+   */
+  serverKey(name: string, candidate: string): Promise<string>;
+  /**
+   * Claims every key of a generic-hook request (its signature, its delivery id) until
+   * `expiresAt`, all or none, atomically: true when none of them was held (or all that were
+   * had expired), false when one is held; then nothing is claimed. Expired claims are purged.
+   */
+  claimHookKeys(keys: readonly string[], now: number, expiresAt: number): Promise<boolean>;
 
   close(): Promise<void>;
 }

@@ -24,6 +24,9 @@ usage: sluice <command> [--json]
   secrets set NAME | secrets list
   worker [--once] [--poll 1s]            timers, retries, detached runs
   serve                                  the GitHub App server
+  tokens create --login L [--repo owner/name] [--expires 90d]
+                                         an API token for the server (printed once, stored hashed)
+  tokens list | tokens revoke <id>
 
 exit codes: 0 ok, 1 failed, 2 usage, 3 waiting, 4 not found, 5 infrastructure`;
 
@@ -51,6 +54,7 @@ const OPTIONS: Record<string, ParseArgsConfig["options"]> = {
   secrets: {},
   worker: { once: { type: "boolean" }, poll: { type: "string" } },
   serve: {},
+  tokens: { login: { type: "string" }, repo: { type: "string" }, expires: { type: "string" } },
 };
 
 
@@ -203,6 +207,12 @@ async function dispatch(command: string, args: string[], v: Values, io: Io, need
       return (await import("./worker.js")).workerCommand(await needLocal(), { once: v.once === true, ...(str(v.poll) ? { pollMs: durationArg("--poll", str(v.poll)!) } : {}) }, io);
     case "serve":
       return (await import("./serve.js")).serveCommand(io);
+    case "tokens":
+      return (await import("./tokens.js")).tokensCommand(args[0], args.slice(1), {
+        ...(str(v.login) !== undefined ? { login: str(v.login) } : {}),
+        ...(str(v.repo) !== undefined ? { repo: str(v.repo) } : {}),
+        ...(str(v.expires) !== undefined ? { expires: str(v.expires) } : {}),
+      }, io);
     default:
       throw usage(`unknown command '${command}'`);
   }

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { parse as parseYaml } from "yaml";
 import { loadRelease, pickFlow } from "../../app/releases.js";
-import { runSummary, runView, type RunView } from "../../app/run-view.js";
+import { publicEvent, runSummary, runView, type RunView } from "../../app/run-view.js";
 import type { Runtime } from "../../app/runtime.js";
 import { cancelRun, completeCallback, decideGate, explainGate, openGates, retryRun } from "../../app/signals.js";
 import type { JournalEvent } from "../../core/engine/events.js";
@@ -200,7 +200,7 @@ export async function runsShow(rt: Runtime, id: string): Promise<Report> {
 export async function runsEvents(rt: Runtime, id: string): Promise<Report> {
   await rt.load(id);
   const events = await rt.store.loadJournal(id);
-  const data = events.map((s) => ({ seq: s.seq, ...s.event, at: new Date(s.event.at).toISOString() }));
+  const data = events.map((s) => ({ seq: s.seq, ...publicEvent(s.event), at: new Date(s.event.at).toISOString() }));
   const describe = (e: JournalEvent): string => {
     const { type, at: _at, ...rest } = e;
     if (type === "run_created") return `${e.flow.name} @ ${e.release.sha.slice(0, 7)} by ${e.trigger.actor}`;

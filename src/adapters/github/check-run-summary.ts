@@ -60,6 +60,11 @@ export interface RunExtras {
 export interface BuildOptions {
   /** The server's public base URL: the run page is `<publicUrl>/runs/<id>`. */
   publicUrl: string;
+  /**
+   * How the check run links the run's page (its details_url) and large outputs: on a server,
+   * signed links (adapters/server/auth.ts), since the page needs credentials. Default: plain URLs.
+   */
+  links?: RunLinks;
   extras?: RunExtras;
   /** GitHub's limits, smaller in tests. */
   limits?: Partial<CheckRunLimits>;
@@ -112,6 +117,16 @@ export function checkRunName(flow: string, releaseKind: string): string {
 
 export function runPageUrl(publicUrl: string, runId: string): string {
   return `${publicUrl.replace(/\/+$/, "")}/runs/${encodeURIComponent(runId)}`;
+}
+
+/** The URLs of a run's page and of its large outputs. */
+export interface RunLinks {
+  page(runId: string): string;
+  resource(runId: string, hex: string): string;
+}
+
+export function plainRunLinks(publicUrl: string): RunLinks {
+  return { page: (runId) => runPageUrl(publicUrl, runId), resource: (runId, hex) => resourceUrl(publicUrl, runId, hex) };
 }
 
 // ---------------------------------------------------------------- buttons
@@ -375,14 +390,14 @@ export function checkRunTitle(view: RunView, status: RunStatusName, extras?: Run
   }
 }
 
-function stepRow(view: RunView, s: StepView, publicUrl: string): string {
+function stepRow(view: RunView, s: StepView, links: RunLinks): string {
   const name = s.name ? `${mdCode(s.id, true)} ${mdText(clipChars(s.name, 60))}` : mdCode(s.id, true);
   let detail = "";
   if (s.error) detail = `${mdCode(s.error.code, true)} ${mdText(clipChars(s.error.message, CELL_ERROR))}`;
   else if (s.outputs && Object.keys(s.outputs).length) {
     const refs = resourceRefsOf(s.outputs);
-    const links = refs.slice(0, 3).map((r) => `[${r.hex.slice(0, 12)}… (${formatBytes(r.size)})](${resourceUrl(publicUrl, view.id, r.hex)})`);
-    detail = refs.length ? links.join(" ") : mdCode(shortJson(s.outputs, CELL_OUTPUT), true);
+    const linked = refs.slice(0, 3).map((r) => `[${r.hex.slice(0, 12)}… (${formatBytes(r.size)})](${links.resource(view.id, r.hex)})`);
+    detail = refs.length ? linked.join(" ") : mdCode(shortJson(s.outputs, CELL_OUTPUT), true);
   }
   const attempts = s.attempts > 1 ? ` (${s.attempts} attempts)` : "";
   return `| ${MARK[s.status] ?? ""} | ${name} | ${s.kind} | ${s.effect} | ${s.status}${attempts} | ${formatDuration(s.duration_ms)} | ${detail} |`;
@@ -419,7 +434,7 @@ function releaseLine(view: RunView): string {
   return `**Release:** ${r.kind === "draft" ? "draft" : "live"} · ${mdCode(r.ref)} @ ${mdCode(r.sha.slice(0, 12))}`;
 }
 
-function buildSummary(view: RunView, status: RunStatusName, url: string, publicUrl: string, extras: RunExtras | undefined, max: number): string {
+function buildSummary(view: RunView, status: RunStatusName, url: string, links: RunLinks, extras: RunExtras | undefined, max: number): string {
   const tail = `[See the full run on its page](${url})`;
   const head = [
     `Run [${mdCode(view.id)}](${url}) of **${mdText(view.flow)}** · **${status}** · triggered by ${mdCode(view.trigger.actor)} (${mdText(view.trigger.type)})`,
@@ -436,7 +451,7 @@ function buildSummary(view: RunView, status: RunStatusName, url: string, publicU
   if (Object.keys(view.outputs).length) after.push("", `**Outputs** ${mdCode(shortJson(view.outputs, 400))}`);
   after.push("", tail);
   const tableHead = ["### Steps", "", "| | step | kind | effect | status | duration | output |", "|---|---|---|---|---|---|---|"];
-  const rows = view.steps.map((s) => stepRow(view, s, publicUrl));
+  const rows = view.steps.map((s) => stepRow(view, s, links));
 
   const more = (n: number) => `| | … | | | ${n} more step${n === 1 ? "" : "s"} | | [on the run page](${url}) |`;
   const fixed = byteLength([...head, ...tableHead, ...after].join("\n")) + 2;
@@ -479,7 +494,8 @@ function buildText(view: RunView, url: string, extras: RunExtras | undefined, ma
 export function buildCheckRun(view: RunView, opts: BuildOptions): CheckRunBody {
   const limits: CheckRunLimits = { ...CHECK_RUN_LIMITS, ...opts.limits };
   const status = effectiveStatus(view);
-  const url = runPageUrl(opts.publicUrl, view.id);
+  const links = opts.links ?? plainRunLinks(opts.publicUrl);
+  const url = links.page(view.id);
   const conclusion: CheckRunConclusion | undefined =
     status === "succeeded" ? "success" : status === "failed" ? "failure" : status === "cancelled" ? "cancelled" : status === "timed_out" ? "timed_out" : undefined;
   const text = buildText(view, url, opts.extras, limits.textBytes);
@@ -494,7 +510,7 @@ export function buildCheckRun(view: RunView, opts: BuildOptions): CheckRunBody {
     started_at: view.created_at,
     output: {
       title: clipChars(checkRunTitle(view, status, opts.extras), limits.titleChars),
-      summary: buildSummary(view, status, url, opts.publicUrl, opts.extras, limits.summaryBytes),
+      summary: buildSummary(view, status, url, links, opts.extras, limits.summaryBytes),
       ...(text ? { text } : {}),
     },
     actions: buttons(view, status, limits),

@@ -7,6 +7,7 @@ import type { Release, Trigger } from "../../core/engine/events.js";
 import type { Config, Flow } from "../../core/flow/types.js";
 import type { RunStore } from "../../ports/run-store.js";
 import type { GitHubApi, Logger } from "../../ports/step-executor.js";
+import { signedRunLinks, type LinkSigner } from "../server/auth.js";
 import { chunk, fitSummary, type Annotation } from "./annotations.js";
 import type { Installations } from "./installations.js";
 
@@ -19,6 +20,8 @@ export interface GitHubDeps {
   publicUrl: string;
   /** A run was created or signalled: advance it soon and report it. */
   kick(runId: string): void;
+  /** Signs links to run pages, so a link in a comment opens the run for whoever reads it there. */
+  links?: LinkSigner;
 }
 
 export function splitRepo(repo: string): { owner: string; repo: string } {
@@ -26,7 +29,9 @@ export function splitRepo(repo: string): { owner: string; repo: string } {
   return { owner: owner ?? "", repo: name ?? "" };
 }
 
-export function runUrl(deps: Pick<GitHubDeps, "publicUrl">, id: string): string {
+/** A run's page: a signed link where the server signs them (its pages need credentials). */
+export function runUrl(deps: Pick<GitHubDeps, "publicUrl" | "links">, id: string): string {
+  if (deps.links) return signedRunLinks(deps.publicUrl, deps.links, Date.now()).page(id);
   return `${deps.publicUrl.replace(/\/+$/, "")}/runs/${id}`;
 }
 

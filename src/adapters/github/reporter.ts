@@ -21,6 +21,7 @@ import { fold } from "../../core/engine/state.js";
 import { RetryAfterError } from "../../core/errors.js";
 import { isTerminal, type RunStore } from "../../ports/run-store.js";
 import type { GitHubApi, Logger } from "../../ports/step-executor.js";
+import { signedRunLinks, type LinkSigner } from "../server/auth.js";
 import { metrics as defaultMetrics, type SluiceMetrics } from "../server/metrics.js";
 import { githubError } from "../steps/github-errors.js";
 import { buildCheckRun, effectiveStatus, extrasOf, waitKey, type CheckRunBody } from "./check-run-summary.js";
@@ -31,6 +32,12 @@ export interface ReporterOptions {
   githubFor: (repo: string) => GitHubApi | undefined | Promise<GitHubApi | undefined>;
   /** The server's public base URL (run pages, the check runs' details_url). */
   publicUrl: string;
+  /**
+   * Signs the details_url (and the output links) of each check run, so that whoever sees the
+   * check run can open the run's page; each update carries a link good for the signer's lifetime
+   * from then. Without it the links are plain (and the page asks for a token).
+   */
+  links?: LinkSigner;
   logger: Logger;
   clock?: () => number;
   /** A run is updated at most this often, unless it just reached a wait or ended. Default 2000. */
@@ -150,7 +157,8 @@ export function createReporter(opts: ReporterOptions): Reporter {
     if (!last) return undefined;
     const state = fold(journal.map((s) => s.event));
     const view = runView(record, state);
-    return { view, seq: last.seq, body: buildCheckRun(view, { publicUrl: opts.publicUrl, extras: extrasOf(state) }) };
+    const links = opts.links ? { links: signedRunLinks(opts.publicUrl, opts.links, clock()) } : {};
+    return { view, seq: last.seq, body: buildCheckRun(view, { publicUrl: opts.publicUrl, extras: extrasOf(state), ...links }) };
   }
 
   async function upsert(c: Candidate, gh: GitHubApi, view: RunView, body: CheckRunBody, seq: number, now: number): Promise<void> {

@@ -2,13 +2,17 @@
  * The server's own HTTP routes (SPEC §7), as one Node handler in the shape Probot 14's
  * `server.addHandler` takes: it answers and returns true for its paths, false for the rest.
  *
- *   GET  /runs/<id>                   the run page (the check run's details_url)
- *   GET  /runs/<id>/resources/<hex>   a large output of that run
- *   GET  /api/v1/runs                 ?flow=&status=&repo=&limit= → sluice/v1 RunList
- *   GET  /api/v1/runs/<id>            sluice/v1 Run (the RunView)
- *   GET  /healthz                     200 {ok:true} when the store answers, else 503
- *   GET  /metrics                     Prometheus text
- *   POST /callbacks/<token>           completes a callback wait (JSON body, ≤ 1 MiB, idempotent)
+ *   GET  /runs/<id>                   the run page (the check run's details_url)   token or link
+ *   GET  /runs/<id>/resources/<hex>   a large output of that run                   token or link
+ *   GET  /api/v1/runs                 ?flow=&status=&repo=&limit= → RunList         token
+ *   GET  /api/v1/runs/<id>            sluice/v1 Run (the RunView)                   token
+ *   GET  /metrics                     Prometheus text                               token for every repository
+ *   GET  /healthz                     200 {ok:true} when the store answers, else 503 (open; says nothing about runs)
+ *   POST /callbacks/<token>           completes a callback wait (JSON body, ≤ 1 MiB, idempotent; the token is the credential)
+ *
+ * Credentials are checked before anything is looked up, and a request without them gets the
+ * same 401 whether or not the run exists; a token restricted to one repository gets the same
+ * 404 for another repository's run as for a run that does not exist (auth.ts).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { runSummary, runView, type RunView } from "../../app/run-view.js";
@@ -20,8 +24,9 @@ import { RUN_STATUSES, type RunStatus, type RunStore } from "../../ports/run-sto
 import type { Logger } from "../../ports/step-executor.js";
 import { API_VERSION } from "../cli/output.js";
 import { extrasOf, resourceRefsOf, runPageUrl } from "../github/check-run-summary.js";
+import { signedRunLinks, tokenCredential, type Credential, type LinkSigner } from "./auth.js";
 import { ACTIVE_STATUSES, metrics as defaultMetrics, observeRuntime, type SluiceMetrics } from "./metrics.js";
-import { renderNotFoundPage, renderRunPage } from "./run-page.js";
+import { renderNotFoundPage, renderRunPage, renderUnauthorizedPage } from "./run-page.js";
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
@@ -30,6 +35,8 @@ export interface RoutesOptions {
   store: RunStore;
   /** The server's public base URL: run pages and details_url. */
   publicUrl: string;
+  /** Verifies the signed links to run pages (and signs the links on a page). */
+  links: LinkSigner;
   logger: Logger;
   metrics?: SluiceMetrics;
   /** Largest callback body accepted, in bytes (default 1 MiB). */
@@ -43,6 +50,9 @@ export interface RoutesOptions {
 
 export const MAX_CALLBACK_BYTES = 1024 * 1024;
 
+const UNAUTHORIZED_MESSAGE =
+  "this needs credentials: an API token (Authorization: Bearer <token>, made with 'sluice tokens create'), or, for a run's page and its outputs, the signed link in the run's check run";
+
 const RUN_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const MAX_LIST = 1000;
 
@@ -51,6 +61,10 @@ function httpStatusFor(code: string): number {
     case "USAGE":
     case "INPUT_INVALID":
       return 400;
+    case "UNAUTHORIZED":
+      return 401;
+    case "FORBIDDEN":
+      return 403;
     case "NOT_FOUND":
     case "RUN_NOT_FOUND":
     case "FLOW_NOT_FOUND":
@@ -170,16 +184,34 @@ export function createRoutes(opts: RoutesOptions): RouteHandler {
           },
         });
 
-  async function viewOf(id: string): Promise<{ view: RunView; extras: ReturnType<typeof extrasOf>; journal: Awaited<ReturnType<RunStore["loadJournal"]>> }> {
+  /** The run as `cred` may see it: another repository's run is as absent as a run that never existed. */
+  async function viewOf(id: string, cred: Credential): Promise<{ view: RunView; extras: ReturnType<typeof extrasOf>; journal: Awaited<ReturnType<RunStore["loadJournal"]>> }> {
     const record = await store.getRun(id);
-    if (!record) throw new SluiceError("RUN_NOT_FOUND", `no run '${id}'`, { run: id });
+    const reaches = cred.kind === "link" ? cred.runId === id : cred.repo === null || cred.repo === record?.repo;
+    if (!record || !reaches) throw new SluiceError("RUN_NOT_FOUND", `no run '${id}'`, { run: id });
     const journal = await store.loadJournal(id);
     const state = fold(journal.map((s) => s.event));
     const view = runView(record, state);
     return { view: { ...view, url: view.url ?? runPageUrl(base, id) }, extras: extrasOf(state), journal };
   }
 
-  async function listRuns(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  /** The token in the request, or a signed link to `runId` (when the route takes links). */
+  async function credentialOf(req: IncomingMessage, url: URL, runId?: string): Promise<Credential | undefined> {
+    const now = runtime.now();
+    const token = await tokenCredential(store, req.headers.authorization, now);
+    if (token) return token;
+    if (runId === undefined) return undefined;
+    return opts.links.verify(runId, url.searchParams.get("exp"), url.searchParams.get("sig"), now);
+  }
+
+  /** One answer for every missing, unknown, revoked, expired or misplaced credential. */
+  function unauthorized(req: IncomingMessage, res: ServerResponse, kind: string): void {
+    const headers = { "www-authenticate": 'Bearer realm="sluice"' };
+    if (wantsHtml(req)) send(res, 401, "text/html; charset=utf-8", renderUnauthorizedPage(), headers);
+    else sendJson(res, 401, envelope(kind, null, { code: "UNAUTHORIZED", message: UNAUTHORIZED_MESSAGE, details: {} }), headers);
+  }
+
+  async function listRuns(res: ServerResponse, url: URL, cred: Extract<Credential, { kind: "token" }>): Promise<void> {
     try {
       const q = url.searchParams;
       for (const key of q.keys()) {
@@ -195,13 +227,18 @@ export function createRoutes(opts: RoutesOptions): RouteHandler {
         throw new SluiceError("USAGE", `limit must be a whole number from 1 to ${MAX_LIST}, got '${limitText}'`);
       }
       const flow = q.get("flow");
-      const repo = q.get("repo");
-      const runs = await store.listRuns({
-        ...(flow ? { flow } : {}),
-        ...(repo ? { repo } : {}),
-        ...(statuses?.length ? { status: statuses as RunStatus[] } : {}),
-        limit,
-      });
+      const asked = q.get("repo");
+      // A token restricted to a repository lists that repository's runs only.
+      const repo = cred.repo ?? asked;
+      const runs =
+        cred.repo !== null && asked && asked !== cred.repo
+          ? []
+          : await store.listRuns({
+              ...(flow ? { flow } : {}),
+              ...(repo ? { repo } : {}),
+              ...(statuses?.length ? { status: statuses as RunStatus[] } : {}),
+              limit,
+            });
       const data = runs.map((r) => ({ ...runSummary(r), url: runPageUrl(base, r.id) }));
       sendJson(res, 200, envelope("RunList", { runs: data }));
     } catch (e) {
@@ -210,19 +247,19 @@ export function createRoutes(opts: RoutesOptions): RouteHandler {
     }
   }
 
-  async function showRun(res: ServerResponse, id: string): Promise<void> {
+  async function showRun(res: ServerResponse, id: string, cred: Credential): Promise<void> {
     try {
-      const { view } = await viewOf(id);
+      const { view } = await viewOf(id, cred);
       sendJson(res, 200, envelope("Run", view));
     } catch (e) {
       sendEnvelopeError(res, "Run", e);
     }
   }
 
-  async function runPage(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+  async function runPage(req: IncomingMessage, res: ServerResponse, id: string, cred: Credential): Promise<void> {
     let page: Awaited<ReturnType<typeof viewOf>>;
     try {
-      page = await viewOf(id);
+      page = await viewOf(id, cred);
     } catch (e) {
       const err = errorOf(e);
       if (err.code !== "RUN_NOT_FOUND") logger.error("rendering a run page failed", { run: id, error: err.message });
@@ -230,22 +267,25 @@ export function createRoutes(opts: RoutesOptions): RouteHandler {
       else sendEnvelopeError(res, "Run", e);
       return;
     }
-    send(res, 200, "text/html; charset=utf-8", renderRunPage({ ...page, publicUrl: base }), {
+    // The page's own links carry a signature: the link's own (it never outlives the link that
+    // opened the page), or a fresh one for a token holder, whose browser sends no token.
+    const links = signedRunLinks(base, opts.links, runtime.now(), cred.kind === "link" ? cred : undefined);
+    send(res, 200, "text/html; charset=utf-8", renderRunPage({ ...page, publicUrl: base, links }), {
       "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
       "referrer-policy": "no-referrer",
     });
   }
 
-  async function resource(res: ServerResponse, id: string, hex: string): Promise<void> {
+  async function resource(res: ServerResponse, id: string, hex: string, cred: Credential): Promise<void> {
     try {
-      const { journal } = await viewOf(id);
+      const { journal } = await viewOf(id, cred);
       const ref = `res://sha256/${hex}`;
       const known = journal.some((s) => s.event.type === "step_succeeded" && resourceRefsOf(s.event.outputs).some((r) => r.ref === ref));
       if (!known) throw new SluiceError("NOT_FOUND", `run ${id} has no output ${ref}`, { run: id, ref });
       const got = await runtime.resources.get(ref);
       if (!got) throw new SluiceError("NOT_FOUND", `resource ${ref} is not in the resource store`, { run: id, ref });
       const type = /^(text\/plain|application\/json)\b/.test(got.mediaType) ? got.mediaType : "application/octet-stream";
-      send(res, 200, type, got.data, { "content-security-policy": "default-src 'none'; sandbox", etag: `"${hex}"` });
+      send(res, 200, type, got.data, { "content-security-policy": "default-src 'none'; sandbox", etag: `"${hex}"`, "referrer-policy": "no-referrer" });
     } catch (e) {
       sendEnvelopeError(res, "Resource", e);
     }
@@ -257,11 +297,17 @@ export function createRoutes(opts: RoutesOptions): RouteHandler {
       sendJson(res, 200, { ok: true });
     } catch (e) {
       logger.error("health check: the store does not answer", { error: errorOf(e).message });
-      sendJson(res, 503, { ok: false, error: { code: "STORE_ERROR", message: `the store does not answer: ${errorOf(e).message}` } });
+      sendJson(res, 503, { ok: false, error: { code: "STORE_ERROR", message: "the store does not answer" } });
     }
   }
 
-  async function metricsPage(res: ServerResponse): Promise<void> {
+  async function metricsPage(res: ServerResponse, cred: Extract<Credential, { kind: "token" }>): Promise<void> {
+    // Metrics count every repository's runs: a token restricted to one repository does not read them.
+    if (cred.repo !== null) {
+      const message = `the metrics are server-wide and this token is restricted to ${cred.repo}: use a token made without --repo`;
+      sendJson(res, 403, envelope("Metrics", null, { code: "FORBIDDEN", message, details: {} }));
+      return;
+    }
     try {
       const active = await store.listRuns({ status: [...ACTIVE_STATUSES] });
       for (const s of ACTIVE_STATUSES) m.activeRuns.set({ status: s }, active.filter((r) => r.status === s).length);
@@ -305,6 +351,32 @@ export function createRoutes(opts: RoutesOptions): RouteHandler {
     }
   }
 
+  /**
+   * Answers a route that needs credentials: the method, then the credentials (before anything
+   * about the run is looked up), then `serve`. A store failure while checking them is a 503.
+   */
+  async function guarded<C extends Credential>(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+    kind: string,
+    access: { runId?: string; only?: C["kind"] },
+    serve: (cred: C) => Promise<void>,
+  ): Promise<true> {
+    if (!isRead(req.method)) return methodNotAllowed(res, "GET");
+    let cred: Credential | undefined;
+    try {
+      cred = await credentialOf(req, url, access.runId);
+    } catch (e) {
+      logger.error("checking credentials failed", { error: errorOf(e).message });
+      sendEnvelopeError(res, kind, e);
+      return true;
+    }
+    if (!cred || (access.only && cred.kind !== access.only)) unauthorized(req, res, kind);
+    else await serve(cred as C);
+    return true;
+  }
+
   return async function routes(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     let url: URL;
     try {
@@ -314,47 +386,43 @@ export function createRoutes(opts: RoutesOptions): RouteHandler {
     }
     const path = url.pathname;
     const method = req.method;
+    type Token = Extract<Credential, { kind: "token" }>;
     if (path === "/healthz") {
       if (!isRead(method)) return methodNotAllowed(res, "GET");
       await healthz(res);
       return true;
     }
-    if (path === "/metrics") {
-      if (!isRead(method)) return methodNotAllowed(res, "GET");
-      await metricsPage(res);
-      return true;
-    }
-    if (path === "/api/v1/runs" || path === "/api/v1/runs/") {
-      if (!isRead(method)) return methodNotAllowed(res, "GET");
-      await listRuns(req, res, url);
-      return true;
-    }
+    if (path === "/metrics") return guarded<Token>(req, res, url, "Metrics", { only: "token" }, (cred) => metricsPage(res, cred));
+    if (path === "/api/v1/runs" || path === "/api/v1/runs/") return guarded<Token>(req, res, url, "RunList", { only: "token" }, (cred) => listRuns(res, url, cred));
     let match = /^\/api\/v1\/runs\/([^/]+)$/.exec(path);
     if (match) {
-      if (!isRead(method)) return methodNotAllowed(res, "GET");
-      const id = safeDecode(match[1]!);
-      if (id === undefined || !RUN_ID.test(id)) sendEnvelopeError(res, "Run", new SluiceError("RUN_NOT_FOUND", `no run '${id ?? match[1]}'`, { run: id ?? match[1] }));
-      else await showRun(res, id);
-      return true;
+      const raw = match[1]!;
+      return guarded<Token>(req, res, url, "Run", { only: "token" }, async (cred) => {
+        const id = safeDecode(raw);
+        if (id === undefined || !RUN_ID.test(id)) sendEnvelopeError(res, "Run", new SluiceError("RUN_NOT_FOUND", `no run '${id ?? raw}'`, { run: id ?? raw }));
+        else await showRun(res, id, cred);
+      });
     }
     match = /^\/runs\/([^/]+)\/resources\/([0-9a-f]{64})$/.exec(path);
     if (match) {
-      if (!isRead(method)) return methodNotAllowed(res, "GET");
-      const id = safeDecode(match[1]!);
-      if (id === undefined || !RUN_ID.test(id)) sendEnvelopeError(res, "Resource", new SluiceError("RUN_NOT_FOUND", `no run '${match[1]}'`));
-      else await resource(res, id, match[2]!);
-      return true;
+      const [raw, hex] = [match[1]!, match[2]!];
+      const id = safeDecode(raw);
+      return guarded(req, res, url, "Resource", id !== undefined ? { runId: id } : {}, async (cred) => {
+        if (id === undefined || !RUN_ID.test(id)) sendEnvelopeError(res, "Resource", new SluiceError("RUN_NOT_FOUND", `no run '${raw}'`));
+        else await resource(res, id, hex, cred);
+      });
     }
     match = /^\/runs\/([^/]+)\/?$/.exec(path);
     if (match) {
-      if (!isRead(method)) return methodNotAllowed(res, "GET");
-      const id = safeDecode(match[1]!);
-      if (id === undefined || !RUN_ID.test(id)) {
-        const message = `no run '${id ?? match[1]}'`;
-        if (wantsHtml(req)) send(res, 404, "text/html; charset=utf-8", renderNotFoundPage(message));
-        else sendEnvelopeError(res, "Run", new SluiceError("RUN_NOT_FOUND", message));
-      } else await runPage(req, res, id);
-      return true;
+      const raw = match[1]!;
+      const id = safeDecode(raw);
+      return guarded(req, res, url, "Run", id !== undefined ? { runId: id } : {}, async (cred) => {
+        if (id === undefined || !RUN_ID.test(id)) {
+          const message = `no run '${id ?? raw}'`;
+          if (wantsHtml(req)) send(res, 404, "text/html; charset=utf-8", renderNotFoundPage(message));
+          else sendEnvelopeError(res, "Run", new SluiceError("RUN_NOT_FOUND", message));
+        } else await runPage(req, res, id, cred);
+      });
     }
     match = /^\/callbacks\/([^/]+)$/.exec(path);
     if (match) {

@@ -1,18 +1,22 @@
 /**
  * The run page (GET /runs/<id>, the check run's details_url): the steps, the open gate with its
  * evidence and how to approve it, the release, and the journal. Every value from the run is
- * HTML-escaped; callback URLs (their tokens complete waits) are never shown.
+ * HTML-escaped; callback URLs (their tokens complete waits) are never shown. Links to the run's
+ * outputs are the signed ones the route gives (`links`).
  */
 import type { RunView } from "../../app/run-view.js";
 import { isTerminal, type StoredEvent } from "../../ports/run-store.js";
+import { LINK_TTL_MS } from "./auth.js";
 import {
   effectiveStatus,
   formatBytes,
   formatDuration,
   resourceRefsOf,
-  resourceUrl,
   type RunExtras,
+  type RunLinks,
 } from "../github/check-run-summary.js";
+
+const LINK_DAYS = Math.round(LINK_TTL_MS / 86_400_000);
 
 const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 
@@ -76,9 +80,10 @@ export interface RunPageInput {
   extras: RunExtras;
   journal: StoredEvent[];
   publicUrl: string;
+  links: RunLinks;
 }
 
-export function renderRunPage({ view, extras, journal, publicUrl }: RunPageInput): string {
+export function renderRunPage({ view, extras, journal, publicUrl, links }: RunPageInput): string {
   const status = effectiveStatus(view);
   const active = !isTerminal(status);
   const e = escapeHtml;
@@ -88,8 +93,8 @@ export function renderRunPage({ view, extras, journal, publicUrl }: RunPageInput
       if (s.error) detail = `<code>${e(s.error.code)}</code> ${e(clip(s.error.message, 2000))}`;
       else if (s.outputs && Object.keys(s.outputs).length) {
         const refs = resourceRefsOf(s.outputs);
-        const links = refs.map((r) => `<a href="${e(resourceUrl(publicUrl, view.id, r.hex))}">${e(r.ref)}</a> (${e(formatBytes(r.size))}, ${e(r.mediaType)})`);
-        detail = `${links.length ? `<div>${links.join("<br>")}</div>` : ""}<pre>${e(json(s.outputs, 4000))}</pre>`;
+        const linked = refs.map((r) => `<a href="${e(links.resource(view.id, r.hex))}">${e(r.ref)}</a> (${e(formatBytes(r.size))}, ${e(r.mediaType)})`);
+        detail = `${linked.length ? `<div>${linked.join("<br>")}</div>` : ""}<pre>${e(json(s.outputs, 4000))}</pre>`;
       }
       const wait = extras.waits[s.id];
       if (wait && !detail) detail = `waiting for ${e(wait.kind === "sleep" ? "time to pass" : `a ${wait.kind}`)}${wait.until ? ` until ${e(wait.until)}` : ""}`;
@@ -153,11 +158,18 @@ ${Object.keys(view.inputs).length ? `<h2>Inputs</h2><pre>${e(json(view.inputs, 2
 <table><tr><th>seq</th><th>at</th><th>event</th><th>details</th></tr>
 ${journalRows}
 </table>
-<p class="muted">JSON: <a href="${e(`${publicUrl.replace(/\/+$/, "")}/api/v1/runs/${encodeURIComponent(view.id)}`)}">/api/v1/runs/${e(view.id)}</a></p>
+<p class="muted">JSON, with an API token: <a href="${e(`${publicUrl.replace(/\/+$/, "")}/api/v1/runs/${encodeURIComponent(view.id)}`)}">/api/v1/runs/${e(view.id)}</a></p>
 </body></html>
 `;
 }
 
 export function renderNotFoundPage(message: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not found</title><style>${STYLE}</style></head><body><h1>Not found</h1><p>${escapeHtml(message)}</p></body></html>\n`;
+}
+
+/** What a browser sees without credentials: the same page whether or not the run exists. */
+export function renderUnauthorizedPage(): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign-in needed</title><style>${STYLE}</style></head><body><h1>Sign-in needed</h1>
+<p>Open this run from the <strong>Details</strong> link of its check run on GitHub: that link is signed and opens the run's page for ${LINK_DAYS} days.
+Scripts use an API token (<code>Authorization: Bearer &lt;token&gt;</code>, made with <code>sluice tokens create</code>).</p></body></html>\n`;
 }

@@ -145,3 +145,34 @@ export function checkReportedSeq(runId: string, seq: number, runSeq: number | un
     });
   }
 }
+
+/** Checks a token to record (the store keeps its hash, never the token). */
+export function checkNewToken(t: { id: string; hash: string; login: string; repo: string | null; createdAt: number; expiresAt: number | null; revokedAt: number | null }): void {
+  if (typeof t !== "object" || t === null) throw new SluiceError("INPUT_INVALID", "a token must be an object");
+  if (typeof t.id !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(t.id)) throw new SluiceError("INPUT_INVALID", `a token id is 1 to 64 letters, digits, _ or -, got '${String(t.id)}'`);
+  if (typeof t.hash !== "string" || !/^[0-9a-f]{64}$/.test(t.hash)) throw new SluiceError("INPUT_INVALID", `token '${t.id}' needs the SHA-256 of its secret as 64 lowercase hex digits`, { id: t.id });
+  if (typeof t.login !== "string" || t.login === "" || t.login.length > 100) throw new SluiceError("INPUT_INVALID", `token '${t.id}' needs a login of 1 to 100 characters`, { id: t.id });
+  if (t.repo !== null && (typeof t.repo !== "string" || !/^[^/\s]+\/[^/\s]+$/.test(t.repo))) {
+    throw new SluiceError("INPUT_INVALID", `token '${t.id}' is restricted to a repository as owner/name, not '${String(t.repo)}'`, { id: t.id });
+  }
+  checkTime(t.createdAt, "createdAt");
+  if (t.expiresAt !== null) checkTime(t.expiresAt, "expiresAt");
+  if (t.revokedAt !== null) checkTime(t.revokedAt, "revokedAt");
+}
+
+export function checkKeyName(name: string, candidate: string): void {
+  if (typeof name !== "string" || name === "" || name.length > 128) throw new SluiceError("INPUT_INVALID", "a server key's name is 1 to 128 characters");
+  if (typeof candidate !== "string" || candidate.length < 16) throw new SluiceError("INPUT_INVALID", `server key '${name}' must be at least 16 characters`, { name });
+}
+
+/** Checks the keys of a hook claim and returns them without duplicates, sorted (a fixed lock order). */
+export function checkHookKeys(keys: readonly string[], now: number, expiresAt: number): string[] {
+  if (!Array.isArray(keys) || keys.length === 0) throw new SluiceError("INPUT_INVALID", "a hook claim needs at least one key");
+  for (const k of keys) {
+    if (typeof k !== "string" || k === "" || k.length > 512) throw new SluiceError("INPUT_INVALID", "a hook claim key is a string of 1 to 512 characters");
+  }
+  checkTime(now, "now");
+  checkTime(expiresAt, "expiresAt");
+  if (expiresAt <= now) throw new SluiceError("INPUT_INVALID", `a hook claim must expire after now (${now}), not at ${expiresAt}`);
+  return [...new Set(keys)].sort();
+}

@@ -54,6 +54,7 @@ function gate(over: Partial<GateView> = {}): GateView {
     min: 2,
     approvals: [{ login: "carol", via: "comment", at: "2025-01-01T10:00:30.000Z" }],
     deadline: "2025-01-01T18:00:00.000Z",
+    refused: [],
     ...over,
   };
 }

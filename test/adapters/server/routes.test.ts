@@ -1,6 +1,7 @@
 /**
  * The server's routes on a real node:http server on loopback, with a real SQLite store and
- * Runtime: run page, API, health, metrics and callbacks.
+ * Runtime: run page, API, health, metrics and callbacks, and the credentials they need (API
+ * tokens, signed links), attacked for real: every request an outsider could make is made.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, request, type Server } from "node:http";
@@ -9,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hashToken, LINK_TTL_MS, newToken, openLinkSigner, type LinkSigner } from "../../../src/adapters/server/auth.js";
 import { createMetrics, type SluiceMetrics } from "../../../src/adapters/server/metrics.js";
 import { createRoutes, type RouteHandler } from "../../../src/adapters/server/routes.js";
 import { defaultExecutors } from "../../../src/adapters/steps/index.js";
@@ -78,7 +80,20 @@ let server: Server;
 let base: string;
 let m: SluiceMetrics;
 let handler: RouteHandler;
+let links: LinkSigner;
 const servers: Server[] = [];
+/** Tokens: for every repository, for acme/widgets only, for another repository only, revoked, expired. */
+const tokens = { all: "", widgets: "", other: "", revoked: "", expired: "" };
+
+async function makeToken(login: string, repo: string | null, over: { revokedAt?: number; expiresAt?: number } = {}): Promise<string> {
+  const t = newToken();
+  await store.createToken({ id: t.id, hash: t.hash, login, repo, createdAt: Date.now(), expiresAt: over.expiresAt ?? null, revokedAt: over.revokedAt ?? null });
+  return t.secret;
+}
+
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+/** GET with the token that reaches everything. */
+const get = (url: string, init: { headers?: Record<string, string> } = {}) => fetch(url, { headers: { ...bearer(tokens.all), ...init.headers } });
 
 async function listen(h: RouteHandler): Promise<{ server: Server; base: string }> {
   const s = createServer((req, res) => {
@@ -110,8 +125,14 @@ beforeAll(async () => {
     mode: "local",
     publicUrl: base,
   });
-  handler = createRoutes({ runtime, store, publicUrl: base, logger, metrics: m });
+  links = await openLinkSigner(store);
+  handler = createRoutes({ runtime, store, publicUrl: base, links, logger, metrics: m });
   h = handler;
+  tokens.all = await makeToken("ann", null);
+  tokens.widgets = await makeToken("ann", "acme/widgets");
+  tokens.other = await makeToken("eve", "other/repo");
+  tokens.revoked = await makeToken("ann", null, { revokedAt: Date.now() - 1 });
+  tokens.expired = await makeToken("ann", null, { expiresAt: Date.now() - 1 });
 });
 
 afterAll(async () => {
@@ -120,13 +141,13 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function startRun(text: string, inputs: Record<string, unknown> = {}): Promise<string> {
+async function startRun(text: string, inputs: Record<string, unknown> = {}, repo = "acme/widgets"): Promise<string> {
   const f = flow(text);
   const id = await runtime.createRun({
     flow: f,
     config: DEFAULT_CONFIG,
     release: { sha: SHA, ref: "refs/heads/main", kind: "live" },
-    repo: "acme/widgets",
+    repo,
     inputs: { ...Object.fromEntries(Object.entries(f.on.manual?.inputs ?? {}).map(([k, v]) => [k, v.default])), ...inputs },
     trigger: { type: "manual", actor: "bob" },
   });
@@ -161,7 +182,7 @@ describe("GET /healthz", () => {
   it("answers 503 when the store does not", async () => {
     const closed = openSqliteRunStore(join(dir, "closed.db"));
     await closed.close();
-    const { base: b } = await listen(createRoutes({ runtime, store: closed, publicUrl: base, logger, metrics: createMetrics({ defaultMetrics: false }) }));
+    const { base: b } = await listen(createRoutes({ runtime, store: closed, publicUrl: base, links, logger, metrics: createMetrics({ defaultMetrics: false }) }));
     const r = await fetch(`${b}/healthz`);
     expect(r.status).toBe(503);
     expect(await r.json()).toMatchObject({ ok: false, error: { code: "STORE_ERROR" } });
@@ -175,7 +196,7 @@ describe("the runs API", () => {
   });
 
   it("GET /api/v1/runs/<id> is the sluice/v1 Run envelope with the RunView", async () => {
-    const r = await fetch(`${base}/api/v1/runs/${id}`);
+    const r = await get(`${base}/api/v1/runs/${id}`);
     expect(r.status).toBe(200);
     expect(r.headers.get("content-type")).toMatch(/^application\/json/);
     const body: any = await r.json();
@@ -187,7 +208,7 @@ describe("the runs API", () => {
 
   it("an unknown run is a 404 with a clear JSON error", async () => {
     for (const path of ["/api/v1/runs/nope", "/api/v1/runs/%E0%A4%A", "/runs/nope"]) {
-      const r = await fetch(`${base}${path}`);
+      const r = await get(`${base}${path}`);
       expect(r.status).toBe(404);
       const body: any = await r.json();
       expect(validEnvelope(body)).toBe(true);
@@ -198,7 +219,7 @@ describe("the runs API", () => {
 
   it("GET /api/v1/runs lists runs, filtered by flow and status, limited", async () => {
     const other = await startRun(BIG);
-    const all: any = await (await fetch(`${base}/api/v1/runs`)).json();
+    const all: any = await (await get(`${base}/api/v1/runs`)).json();
     expect(validEnvelope(all)).toBe(true);
     expect(all.kind).toBe("RunList");
     const ids = all.data.runs.map((r: { id: string }) => r.id);
@@ -214,12 +235,12 @@ describe("the runs API", () => {
       updated_at: expect.any(String),
       url: `${base}/runs/${id}`,
     });
-    const gated: any = await (await fetch(`${base}/api/v1/runs?flow=gated&status=waiting`)).json();
+    const gated: any = await (await get(`${base}/api/v1/runs?flow=gated&status=waiting`)).json();
     expect(gated.data.runs.every((r: { flow: string; status: string }) => r.flow === "gated" && r.status === "waiting")).toBe(true);
     expect(gated.data.runs.map((r: { id: string }) => r.id)).toContain(id);
-    const done: any = await (await fetch(`${base}/api/v1/runs?status=succeeded,failed`)).json();
+    const done: any = await (await get(`${base}/api/v1/runs?status=succeeded,failed`)).json();
     expect(done.data.runs.map((r: { id: string }) => r.id)).toEqual([other]);
-    const one: any = await (await fetch(`${base}/api/v1/runs?limit=1`)).json();
+    const one: any = await (await get(`${base}/api/v1/runs?limit=1`)).json();
     expect(one.data.runs).toHaveLength(1);
   });
 
@@ -230,7 +251,7 @@ describe("the runs API", () => {
     ["limit=5000", /limit must be/],
     ["per_page=3", /unknown query parameter 'per_page'/],
   ])("?%s is a 400 USAGE error", async (q, message) => {
-    const r = await fetch(`${base}/api/v1/runs?${q}`);
+    const r = await get(`${base}/api/v1/runs?${q}`);
     expect(r.status).toBe(400);
     const body: any = await r.json();
     expect(validEnvelope(body)).toBe(true);
@@ -248,7 +269,7 @@ describe("the runs API", () => {
 describe("GET /runs/<id>: the run page", () => {
   it("shows steps, gate, release and journal, escaped, without callback tokens", async () => {
     const id = await startRun(GATED, { note: "<script>alert(1)</script>" });
-    const r = await fetch(`${base}/runs/${id}`, { headers: { accept: "text/html" } });
+    const r = await get(`${base}/runs/${id}`, { headers: { accept: "text/html" } });
     expect(r.status).toBe(200);
     expect(r.headers.get("content-type")).toBe("text/html; charset=utf-8");
     expect(r.headers.get("content-security-policy")).toContain("default-src 'none'");
@@ -271,7 +292,7 @@ describe("GET /runs/<id>: the run page", () => {
   });
 
   it("an unknown run asked for by a browser is an HTML 404", async () => {
-    const r = await fetch(`${base}/runs/zzz`, { headers: { accept: "text/html,*/*" } });
+    const r = await get(`${base}/runs/zzz`, { headers: { accept: "text/html,*/*" } });
     expect(r.status).toBe(404);
     expect(r.headers.get("content-type")).toMatch(/^text\/html/);
     expect(await r.text()).toContain("no run &#39;zzz&#39;");
@@ -283,13 +304,14 @@ describe("GET /runs/<id>: the run page", () => {
     expect(record.status).toBe("succeeded");
     const ref = (runView(record, state).steps[0]!.outputs!.result as { $resource: string }).$resource;
     const hex = ref.split("/").pop()!;
-    const html = await (await fetch(`${base}/runs/${id}`)).text();
-    expect(html).toContain(`href="${base}/runs/${id}/resources/${hex}"`);
-    const r = await fetch(`${base}/runs/${id}/resources/${hex}`);
+    const html = await (await get(`${base}/runs/${id}`)).text();
+    // A token holder's browser sends no token: the page's links carry a signature of their own.
+    expect(html).toMatch(new RegExp(`href="${base}/runs/${id}/resources/${hex}\\?exp=[0-9]+&amp;sig=[A-Za-z0-9_-]{43}"`));
+    const r = await get(`${base}/runs/${id}/resources/${hex}`);
     expect(r.status).toBe(200);
     expect(r.headers.get("content-type")).toBe("text/plain; charset=utf-8");
     expect(await r.text()).toBe("x".repeat(70000));
-    const other = await fetch(`${base}/runs/${id}/resources/${"0".repeat(64)}`);
+    const other = await get(`${base}/runs/${id}/resources/${"0".repeat(64)}`);
     expect(other.status).toBe(404);
     expect(await other.json()).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
   });
@@ -397,7 +419,7 @@ describe("GET /metrics", () => {
   it("is Prometheus text with runs by status, step executions, callbacks and check-run calls", async () => {
     m.webhookDeliveries.inc({ event: "push", outcome: "accepted" });
     m.checkRunCalls.inc({ method: "create", outcome: "ok" });
-    const r = await fetch(`${base}/metrics`);
+    const r = await get(`${base}/metrics`);
     expect(r.status).toBe(200);
     expect(r.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await r.text();
@@ -411,6 +433,146 @@ describe("GET /metrics", () => {
     expect(text).toMatch(/sluice_callbacks_total\{outcome="duplicate"\} [1-9]/);
     expect(text).toContain('sluice_webhook_deliveries_total{event="push",outcome="accepted"} 1');
     expect(text).toContain('sluice_check_run_api_calls_total{method="create",outcome="ok"} 1');
+  });
+});
+
+describe("credentials: nothing about a run without them", () => {
+  let id: string;
+  let otherRepo: string;
+  let hex: string;
+  beforeAll(async () => {
+    id = await startRun(BIG);
+    otherRepo = await startRun(BIG, {}, "other/repo");
+    const { record, state } = await runtime.load(id);
+    hex = ((runView(record, state).steps[0]!.outputs!.result as { $resource: string }).$resource).split("/").pop()!;
+  });
+
+  const signed = (runId: string, sig = links.sign(runId, Date.now())) => `exp=${sig.exp}&sig=${sig.sig}`;
+  const protectedPaths = () => [`/api/v1/runs`, `/api/v1/runs/${id}`, `/runs/${id}`, `/runs/${id}/resources/${hex}`, `/metrics`];
+
+  async function expectUnauthorized(r: Response, kind?: string): Promise<unknown> {
+    expect(r.status).toBe(401);
+    expect(r.headers.get("www-authenticate")).toBe('Bearer realm="sluice"');
+    const body: any = await r.json();
+    expect(validEnvelope(body)).toBe(true);
+    expect(body).toMatchObject({ ok: false, data: null, error: { code: "UNAUTHORIZED", details: {} } });
+    if (kind) expect(body.kind).toBe(kind);
+    expect(JSON.stringify(body)).not.toContain(id);
+    return body;
+  }
+
+  it("every run route refuses a request without credentials with 401, and serves it with a token", async () => {
+    for (const path of protectedPaths()) {
+      await expectUnauthorized(await fetch(`${base}${path}`));
+      expect((await get(`${base}${path}`)).status, path).toBe(200);
+    }
+    const html = await fetch(`${base}/runs/${id}`, { headers: { accept: "text/html" } });
+    expect(html.status).toBe(401);
+    expect(html.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    const page = await html.text();
+    expect(page).toContain("Sign-in needed");
+    expect(page).not.toContain(id);
+  });
+
+  it("answers alike whether or not the run exists (no existence oracle)", async () => {
+    const pairs = [
+      [`/api/v1/runs/${id}`, `/api/v1/runs/0nosuchrun0`],
+      [`/runs/${id}`, `/runs/0nosuchrun0`],
+      [`/runs/${id}/resources/${hex}`, `/runs/0nosuchrun0/resources/${hex}`],
+    ];
+    for (const [real, missing] of pairs) {
+      for (const headers of [{}, bearer(newToken().secret), { accept: "text/html" }] as Record<string, string>[]) {
+        const [a, b] = [await fetch(`${base}${real}`, { headers }), await fetch(`${base}${missing}`, { headers })];
+        expect([a.status, b.status]).toEqual([401, 401]);
+        expect(await a.text()).toBe(await b.text());
+      }
+    }
+  });
+
+  it("refuses unknown, malformed, revoked and expired tokens the same way", async () => {
+    const [first, ...rest] = [newToken().secret, "sluice_short", "not-a-token", tokens.revoked, tokens.expired, `${tokens.all}x`];
+    const refusal = await expectUnauthorized(await fetch(`${base}/api/v1/runs/${id}`, { headers: bearer(first!) }), "Run");
+    for (const t of rest) expect(await expectUnauthorized(await fetch(`${base}/api/v1/runs/${id}`, { headers: bearer(t) }))).toEqual(refusal);
+    // The token goes in the Authorization header; the same token in the query string is no credential.
+    await expectUnauthorized(await fetch(`${base}/api/v1/runs/${id}?token=${tokens.all}`));
+    await expectUnauthorized(await fetch(`${base}/metrics`, { headers: { authorization: `Basic ${Buffer.from(`x:${tokens.all}`).toString("base64")}` } }));
+    // The store keeps the hash only.
+    expect(await store.findToken(hashToken(tokens.all))).toMatchObject({ login: "ann", repo: null, revokedAt: null });
+  });
+
+  it("a signed link opens its run's page and that run's outputs, and nothing else", async () => {
+    const page = await fetch(`${base}/runs/${id}?${signed(id)}`, { headers: { accept: "text/html" } });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    // The page's output links carry the link's own signature: they never outlive it.
+    const sig = new URLSearchParams(signed(id));
+    const linked = new RegExp(`href="(${base}/runs/${id}/resources/${hex}\\?exp=([0-9]+)&amp;sig=([^"]+))"`).exec(html);
+    expect(linked).not.toBeNull();
+    const resource = await fetch(linked![1]!.replace(/&amp;/g, "&"));
+    expect(resource.status).toBe(200);
+    expect(await resource.text()).toBe("x".repeat(70000));
+    expect(Math.abs(Number(linked![2]) - Number(sig.get("exp")))).toBeLessThanOrEqual(1);
+    // …not another run's page or outputs, not the API, not the metrics.
+    await expectUnauthorized(await fetch(`${base}/runs/${otherRepo}?${signed(id)}`), "Run");
+    await expectUnauthorized(await fetch(`${base}/api/v1/runs/${id}?${signed(id)}`), "Run");
+    await expectUnauthorized(await fetch(`${base}/api/v1/runs?${signed(id)}`), "RunList");
+    await expectUnauthorized(await fetch(`${base}/metrics?${signed(id)}`));
+  });
+
+  it("refuses a link for run A on run B, an expired link, a tampered signature or expiry", async () => {
+    const good = links.sign(id, Date.now());
+    const attacks = [
+      `/runs/${otherRepo}?${signed(id)}`,
+      `/runs/${otherRepo}/resources/${hex}?${signed(id)}`,
+      `/runs/${id}?${signed(id, links.sign(id, Date.now() - LINK_TTL_MS - 5_000))}`,
+      `/runs/${id}?exp=${good.exp}&sig=${good.sig.slice(0, -1)}${good.sig.endsWith("A") ? "B" : "A"}`,
+      `/runs/${id}?exp=${good.exp + 86_400}&sig=${good.sig}`,
+      `/runs/${id}?exp=${good.exp}`,
+      `/runs/${id}?sig=${good.sig}`,
+      `/runs/${id}/resources/${hex}?exp=${good.exp}&sig=${"A".repeat(43)}`,
+    ];
+    for (const path of attacks) await expectUnauthorized(await fetch(`${base}${path}`));
+    // A link made with another key (another server) opens nothing here.
+    const { LinkSigner } = await import("../../../src/adapters/server/auth.js");
+    await expectUnauthorized(await fetch(`${base}/runs/${id}?${signed(id, new LinkSigner(Buffer.alloc(32, 7)).sign(id, Date.now()))}`));
+  });
+
+  it("a token restricted to a repository sees that repository's runs only; another's are as absent as none", async () => {
+    expect((await get(`${base}/api/v1/runs/${id}`, { headers: bearer(tokens.widgets) })).status).toBe(200);
+    const hidden = await fetch(`${base}/api/v1/runs/${otherRepo}`, { headers: bearer(tokens.widgets) });
+    const none = await fetch(`${base}/api/v1/runs/0nosuchrun0`, { headers: bearer(tokens.widgets) });
+    expect([hidden.status, none.status]).toEqual([404, 404]);
+    const [h, n]: any[] = [await hidden.json(), await none.json()];
+    expect(h.error).toEqual({ code: "RUN_NOT_FOUND", message: `no run '${otherRepo}'`, details: { run: otherRepo } });
+    expect(n.error).toEqual({ code: "RUN_NOT_FOUND", message: "no run '0nosuchrun0'", details: { run: "0nosuchrun0" } });
+    for (const path of [`/runs/${otherRepo}`, `/runs/${otherRepo}/resources/${hex}`]) {
+      expect((await fetch(`${base}${path}`, { headers: bearer(tokens.widgets) })).status, path).toBe(404);
+    }
+    // The other repository's token sees its own run, and none of acme/widgets'.
+    expect((await fetch(`${base}/api/v1/runs/${otherRepo}`, { headers: bearer(tokens.other) })).status).toBe(200);
+    expect((await fetch(`${base}/runs/${id}/resources/${hex}`, { headers: bearer(tokens.other) })).status).toBe(404);
+
+    const list = async (token: string, q = "") => ((await (await fetch(`${base}/api/v1/runs?limit=1000${q}`, { headers: bearer(token) })).json()) as any).data.runs.map((r: { id: string; repo: string }) => r);
+    const all = await list(tokens.all);
+    expect(all.map((r: { id: string }) => r.id)).toEqual(expect.arrayContaining([id, otherRepo]));
+    const widgets = await list(tokens.widgets);
+    expect(widgets.length).toBeGreaterThan(0);
+    expect(widgets.every((r: { repo: string }) => r.repo === "acme/widgets")).toBe(true);
+    expect(await list(tokens.widgets, "&repo=other/repo")).toEqual([]);
+    expect((await list(tokens.other)).map((r: { id: string }) => r.id)).toEqual([otherRepo]);
+  });
+
+  it("/metrics are server-wide: a repository's token is forbidden them", async () => {
+    const r = await fetch(`${base}/metrics`, { headers: bearer(tokens.widgets) });
+    expect(r.status).toBe(403);
+    expect(await r.json()).toMatchObject({ ok: false, error: { code: "FORBIDDEN" } });
+    expect((await get(`${base}/metrics`)).status).toBe(200);
+  });
+
+  it("/healthz stays open and says nothing about runs", async () => {
+    const r = await fetch(`${base}/healthz`);
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe('{"ok":true}\n');
   });
 });
 

@@ -954,6 +954,92 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
       });
     });
 
+    describe("server credentials: API tokens", () => {
+      const hashOf = () => randomUUID().replace(/-/g, "").padEnd(64, "0");
+
+      it("keeps a token under its hash; finds, lists and revokes it, from any instance", async () => {
+        const s = await store();
+        const id = uid("tok");
+        const hash = hashOf();
+        await s.createToken({ id, hash, login: "ann", repo: "acme/widgets", createdAt: T0, expiresAt: T0 + 1_000, revokedAt: null });
+        const token = { id, login: "ann", repo: "acme/widgets", createdAt: T0, expiresAt: T0 + 1_000, revokedAt: null };
+        expect(await (await another()).findToken(hash)).toEqual(token);
+        expect(await s.findToken(hashOf())).toBeUndefined();
+        const later = uid("tok");
+        await s.createToken({ id: later, hash: hashOf(), login: "bob", repo: null, createdAt: T0 + 5, expiresAt: null, revokedAt: null });
+        const listed = (await s.listTokens()).filter((t) => t.id === id || t.id === later);
+        expect(listed.map((t) => t.id)).toEqual([later, id]);
+        expect(listed[1]).toEqual(token);
+        expect(await s.revokeToken(id, T0 + 10)).toEqual({ ...token, revokedAt: T0 + 10 });
+        // A second revocation keeps the first time.
+        expect(await s.revokeToken(id, T0 + 20)).toEqual({ ...token, revokedAt: T0 + 10 });
+        expect((await s.findToken(hash))?.revokedAt).toBe(T0 + 10);
+        expect(await s.revokeToken(uid("tok"), T0)).toBeUndefined();
+      });
+
+      it("refuses a duplicate id or hash with a conflict, and a malformed token with INPUT_INVALID", async () => {
+        const s = await store();
+        const id = uid("tok");
+        const hash = hashOf();
+        const base = { id, hash, login: "ann", repo: null, createdAt: T0, expiresAt: null, revokedAt: null };
+        await s.createToken(base);
+        await expect(s.createToken({ ...base, hash: hashOf() })).rejects.toBeInstanceOf(ConflictError);
+        await expect(s.createToken({ ...base, id: uid("tok") })).rejects.toBeInstanceOf(ConflictError);
+        await expectCode(s.createToken({ ...base, id: uid("tok"), hash: "not-hex" }), "INPUT_INVALID");
+        await expectCode(s.createToken({ ...base, id: uid("tok"), hash: hashOf(), login: "" }), "INPUT_INVALID");
+        await expectCode(s.createToken({ ...base, id: uid("tok"), hash: hashOf(), repo: "widgets" }), "INPUT_INVALID");
+        await expectCode(s.createToken({ ...base, id: "has space", hash: hashOf() }), "INPUT_INVALID");
+      });
+    });
+
+    describe("server credentials: keys", () => {
+      it("stores the first key of a name; every later caller, on any instance, gets that one", async () => {
+        const s = await store();
+        const name = uid("link-key");
+        const first = "k".repeat(32);
+        expect(await s.serverKey(name, first)).toBe(first);
+        expect(await (await another()).serverKey(name, "x".repeat(32))).toBe(first);
+        await expectCode(s.serverKey(name, "short"), "INPUT_INVALID");
+      });
+
+      it("two instances creating one key at once agree on it", async () => {
+        const name = uid("link-key");
+        const stores = [await another(), await another(), await another()];
+        const keys = await Promise.all(stores.map((x, i) => x.serverKey(name, String(i).repeat(32))));
+        expect(new Set(keys).size).toBe(1);
+      });
+    });
+
+    describe("server credentials: hook claims", () => {
+      it("claims keys once until they expire; all or none", async () => {
+        const s = await store();
+        const [a, b, c] = [uid("sig"), uid("delivery"), uid("delivery")];
+        expect(await s.claimHookKeys([a, b], T0, T0 + 600_000)).toBe(true);
+        expect(await s.claimHookKeys([a, b], T0 + 1, T0 + 600_000)).toBe(false);
+        expect(await (await another()).claimHookKeys([b], T0 + 1, T0 + 600_000)).toBe(false);
+        // One key held: nothing is claimed, so `c` is still free afterwards.
+        expect(await s.claimHookKeys([c, a], T0 + 1, T0 + 600_000)).toBe(false);
+        expect(await s.claimHookKeys([c, c], T0 + 1, T0 + 600_000)).toBe(true);
+        // Expired claims no longer hold.
+        expect(await s.claimHookKeys([a, b], T0 + 600_000, T0 + 1_200_000)).toBe(true);
+      });
+
+      it("of many instances claiming one key at once, exactly one wins", async () => {
+        const key = uid("sig");
+        const stores = [await another(), await another(), await another(), await another()];
+        const won = await Promise.all(stores.flatMap((x) => [x.claimHookKeys([key, uid("d")], T0, T0 + 600_000), x.claimHookKeys([uid("d"), key], T0, T0 + 600_000)]));
+        expect(won.filter(Boolean)).toHaveLength(1);
+      });
+
+      it("rejects empty or oversized keys and an expiry not after now", async () => {
+        const s = await store();
+        await expectCode(s.claimHookKeys([], T0, T0 + 1), "INPUT_INVALID");
+        await expectCode(s.claimHookKeys([""], T0, T0 + 1), "INPUT_INVALID");
+        await expectCode(s.claimHookKeys(["k".repeat(513)], T0, T0 + 1), "INPUT_INVALID");
+        await expectCode(s.claimHookKeys([uid("sig")], T0, T0), "INPUT_INVALID");
+      });
+    });
+
     describe("durability across instances", () => {
       it("a new instance on the same database sees everything an earlier one wrote", async () => {
         const a = await another();

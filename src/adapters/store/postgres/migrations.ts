@@ -100,4 +100,31 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
         ADD COLUMN lease_until BIGINT;
     `,
   },
+  {
+    version: 4,
+    name: "api tokens, server keys, hook claims",
+    // Tokens are kept as the SHA-256 of their secret; a server key is written once and shared by
+    // every process on the database; a hook claim holds a signature or delivery id until it expires.
+    sql: `
+      CREATE TABLE api_tokens (
+        id         TEXT PRIMARY KEY,
+        hash       TEXT NOT NULL UNIQUE,
+        login      TEXT NOT NULL,
+        repo       TEXT,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT,
+        revoked_at BIGINT
+      );
+      CREATE TABLE server_keys (
+        name       TEXT PRIMARY KEY,
+        key        TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+      );
+      CREATE TABLE hook_claims (
+        key        TEXT PRIMARY KEY,
+        expires_at BIGINT NOT NULL
+      );
+      CREATE INDEX hook_claims_expiry ON hook_claims (expires_at);
+    `,
+  },
 ];

@@ -8,14 +8,17 @@
 import pg from "pg";
 import { ConflictError, SluiceError } from "../../../core/errors.js";
 import type { JournalEvent, Release } from "../../../core/engine/events.js";
-import type { Delivery, KvEntry, NewRun, RunFilter, RunRecord, RunStatus, RunStore, StoredEvent } from "../../../ports/run-store.js";
+import type { ApiToken, Delivery, KvEntry, NewRun, RunFilter, RunRecord, RunStatus, RunStore, StoredEvent } from "../../../ports/run-store.js";
 import {
   checkDelivery,
+  checkHookKeys,
   checkIfVersion,
   checkIncrement,
   checkKey,
+  checkKeyName,
   checkLease,
   checkLimit,
+  checkNewToken,
   checkOutcome,
   checkOwner,
   checkReportedSeq,
@@ -69,6 +72,23 @@ interface DeliveryRow {
 
 const RUN_COLUMNS = "ord, id, flow, repo, status, release, concurrency_group, created_at, updated_at, wake_at, seq";
 
+interface TokenRow {
+  id: string;
+  login: string;
+  repo: string | null;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+}
+
+const TOKEN_COLUMNS = "id, login, repo, created_at, expires_at, revoked_at";
+
+const epoch = (v: string | null): number | null => (v === null ? null : Number(v));
+
+function toToken(row: TokenRow): ApiToken {
+  return { id: row.id, login: row.login, repo: row.repo, createdAt: Number(row.created_at), expiresAt: epoch(row.expires_at), revokedAt: epoch(row.revoked_at) };
+}
+
 function toRecord(row: RunRow): RunRecord {
   return {
     id: row.id,
@@ -105,6 +125,9 @@ function storeError(what: string, err: unknown): SluiceError {
 
 /** Thrown inside a kv transaction when a concurrent insert won the key: the caller tries again. */
 class KvRaced extends Error {}
+
+/** Thrown inside a hook claim when a key is held: the transaction rolls back, claiming nothing. */
+class ClaimHeld extends Error {}
 
 /** Applies the pending migrations, holding an advisory lock so concurrent starts apply each once. */
 export async function migratePostgres(pool: pg.Pool, migrations: readonly Migration[] = POSTGRES_MIGRATIONS): Promise<number> {
@@ -196,7 +219,7 @@ export class PostgresRunStore implements RunStore {
       } catch {
         broken = true;
       }
-      if (err instanceof KvRaced) throw err;
+      if (err instanceof KvRaced || err instanceof ClaimHeld) throw err;
       throw storeError(what, err);
     } finally {
       client.release(broken);
@@ -635,6 +658,64 @@ export class PostgresRunStore implements RunStore {
       byPrefix ? [namespace, now, prefix] : [namespace, now],
     );
     return res.rows.map(toEntry);
+  }
+
+  async createToken(token: ApiToken & { hash: string }): Promise<void> {
+    checkNewToken(token);
+    const res = await this.q(
+      "createToken",
+      `INSERT INTO api_tokens (id, hash, login, repo, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+      [token.id, token.hash, token.login, token.repo, token.createdAt, token.expiresAt, token.revokedAt],
+    );
+    if (res.rowCount !== 1) throw new ConflictError(`token '${token.id}' already exists`, { id: token.id });
+  }
+
+  async findToken(hash: string): Promise<ApiToken | undefined> {
+    const res = await this.q<TokenRow>("findToken", `SELECT ${TOKEN_COLUMNS} FROM api_tokens WHERE hash = $1`, [hash]);
+    return res.rows[0] ? toToken(res.rows[0]) : undefined;
+  }
+
+  async listTokens(): Promise<ApiToken[]> {
+    const res = await this.q<TokenRow>("listTokens", `SELECT ${TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at DESC, id COLLATE "C"`);
+    return res.rows.map(toToken);
+  }
+
+  async revokeToken(id: string, at: number): Promise<ApiToken | undefined> {
+    checkTime(at, "at");
+    const res = await this.q<TokenRow>(
+      "revokeToken",
+      `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING ${TOKEN_COLUMNS}`,
+      [id, at],
+    );
+    return res.rows[0] ? toToken(res.rows[0]) : undefined;
+  }
+
+  async serverKey(name: string, candidate: string): Promise<string> {
+    checkKeyName(name, candidate);
+    // The first insert wins; every later caller (any process) reads the winner's key.
+    await this.q("serverKey", "INSERT INTO server_keys (name, key, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING", [name, candidate, Date.now()]);
+    const res = await this.q<{ key: string }>("serverKey", "SELECT key FROM server_keys WHERE name = $1", [name]);
+    return res.rows[0]!.key;
+  }
+
+  async claimHookKeys(keys: readonly string[], now: number, expiresAt: number): Promise<boolean> {
+    const sorted = checkHookKeys(keys, now, expiresAt);
+    try {
+      return await this.tx("claimHookKeys", async (c) => {
+        await c.query("DELETE FROM hook_claims WHERE expires_at <= $1", [now]);
+        // Keys go in sorted, so two claims sharing keys wait on each other in one order (never a
+        // deadlock); a key another transaction holds makes this insert wait for it, then skip it.
+        const res = await c.query(
+          "INSERT INTO hook_claims (key, expires_at) SELECT k, $2 FROM unnest($1::text[]) WITH ORDINALITY AS x(k, n) ORDER BY n ON CONFLICT (key) DO NOTHING",
+          [sorted, expiresAt],
+        );
+        if (res.rowCount !== sorted.length) throw new ClaimHeld();
+        return true;
+      });
+    } catch (err) {
+      if (err instanceof ClaimHeld) return false;
+      throw err;
+    }
   }
 
   /**

@@ -8,14 +8,17 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { ConflictError, SluiceError } from "../../../core/errors.js";
 import type { JournalEvent, Release } from "../../../core/engine/events.js";
-import type { Delivery, KvEntry, NewRun, RunFilter, RunRecord, RunStatus, RunStore, StoredEvent } from "../../../ports/run-store.js";
+import type { ApiToken, Delivery, KvEntry, NewRun, RunFilter, RunRecord, RunStatus, RunStore, StoredEvent } from "../../../ports/run-store.js";
 import {
   checkDelivery,
+  checkHookKeys,
   checkIfVersion,
   checkIncrement,
   checkKey,
+  checkKeyName,
   checkLease,
   checkLimit,
+  checkNewToken,
   checkOutcome,
   checkOwner,
   checkReportedSeq,
@@ -62,6 +65,21 @@ interface DeliveryRow {
 }
 
 const RUN_COLUMNS = "id, flow, repo, status, release, concurrency_group, created_at, updated_at, wake_at, seq";
+
+interface TokenRow {
+  id: string;
+  login: string;
+  repo: string | null;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+const TOKEN_COLUMNS = "id, login, repo, created_at, expires_at, revoked_at";
+
+function toToken(row: TokenRow): ApiToken {
+  return { id: row.id, login: row.login, repo: row.repo, createdAt: row.created_at, expiresAt: row.expires_at, revokedAt: row.revoked_at };
+}
 
 function toRecord(row: RunRow): RunRecord {
   return {
@@ -552,6 +570,59 @@ export class SqliteRunStore implements RunStore {
         .all(namespace, now) as KvRow[];
     });
     return rows.map(toEntry);
+  }
+
+  async createToken(token: ApiToken & { hash: string }): Promise<void> {
+    checkNewToken(token);
+    this.tx("createToken", () => {
+      const taken = this.db.prepare("SELECT 1 FROM api_tokens WHERE id = ? OR hash = ?").get(token.id, token.hash);
+      if (taken) throw new ConflictError(`token '${token.id}' already exists`, { id: token.id });
+      this.db
+        .prepare(`INSERT INTO api_tokens (id, hash, login, repo, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+        .run(token.id, token.hash, token.login, token.repo, token.createdAt, token.expiresAt, token.revokedAt);
+    });
+  }
+
+  async findToken(hash: string): Promise<ApiToken | undefined> {
+    const row = guard("findToken", () => this.db.prepare(`SELECT ${TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?`).get(hash) as TokenRow | undefined);
+    return row ? toToken(row) : undefined;
+  }
+
+  async listTokens(): Promise<ApiToken[]> {
+    const rows = guard("listTokens", () => this.db.prepare(`SELECT ${TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at DESC, id`).all() as TokenRow[]);
+    return rows.map(toToken);
+  }
+
+  async revokeToken(id: string, at: number): Promise<ApiToken | undefined> {
+    checkTime(at, "at");
+    const row = guard(
+      "revokeToken",
+      () =>
+        this.db.prepare(`UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING ${TOKEN_COLUMNS}`).get(at, id) as
+          | TokenRow
+          | undefined,
+    );
+    return row ? toToken(row) : undefined;
+  }
+
+  async serverKey(name: string, candidate: string): Promise<string> {
+    checkKeyName(name, candidate);
+    return this.tx("serverKey", () => {
+      this.db.prepare("INSERT INTO server_keys (name, key, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING").run(name, candidate, Date.now());
+      return (this.db.prepare("SELECT key FROM server_keys WHERE name = ?").get(name) as { key: string }).key;
+    });
+  }
+
+  async claimHookKeys(keys: readonly string[], now: number, expiresAt: number): Promise<boolean> {
+    const sorted = checkHookKeys(keys, now, expiresAt);
+    return this.tx("claimHookKeys", () => {
+      this.db.prepare("DELETE FROM hook_claims WHERE expires_at <= ?").run(now);
+      const held = this.db.prepare("SELECT 1 FROM hook_claims WHERE key = ?");
+      if (sorted.some((k) => held.get(k))) return false;
+      const claim = this.db.prepare("INSERT INTO hook_claims (key, expires_at) VALUES (?, ?)");
+      for (const k of sorted) claim.run(k, expiresAt);
+      return true;
+    });
   }
 
   async close(): Promise<void> {

@@ -98,7 +98,7 @@ describe("approvals from GitHub", { timeout: 90_000 }, () => {
 
     const self = await command(issue.number, "ann", "/approve");
     expect(self.reply).toContain("did not count");
-    expect(self.reply).toContain("ann triggered this run and the gate does not allow self-approval");
+    expect(self.reply).toContain("ann triggered this run and may not approve it");
     expect(self.reactions).toEqual(["eyes", "-1"]);
 
     const reader = await command(issue.number, "rita", `/approve ${id}`);

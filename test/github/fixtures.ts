@@ -19,8 +19,8 @@ export interface GitHubFixture {
   env: Record<string, string>;
   /** A plain @octokit/rest Octokit with a fresh installation token, on `sim.url`. */
   octokit(): Octokit;
-  /** The `ctx.github` an executor expects, backed by octokit(). */
-  githubApi(): { request(route: string, params?: Record<string, unknown>): Promise<any> };
+  /** The `ctx.github` an executor expects, backed by octokit(), acting as the app's bot. */
+  githubApi(): { request(route: string, params?: Record<string, unknown>): Promise<any>; identity(): Promise<{ login: string }> };
 }
 
 export const quietLog = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
@@ -59,7 +59,7 @@ export async function startGitHub(
     octokit,
     githubApi() {
       const o = octokit();
-      return { request: (route: string, params?: Record<string, unknown>) => o.request(route, params) };
+      return { request: (route: string, params?: Record<string, unknown>) => o.request(route, params), identity: async () => ({ login: app.bot.login }) };
     },
   };
 }

@@ -1,9 +1,9 @@
 /** People and permissions, teams, workflow dispatches, rate limit. */
 import { parse as parseYaml } from "yaml";
-import type { AddRoute } from "./simulator.js";
+import type { AddRoute, GitHubSimulator } from "./simulator.js";
 import { isoNow } from "./git-model.js";
 import { pullSimpleShape, userShape } from "./shapes.js";
-import { HttpError, notFound, type Permission } from "./state.js";
+import { HttpError, notFound, type Permission, type SimUser } from "./state.js";
 
 /** The coarse `permission` field GitHub reports next to the fine `role_name`. */
 function coarse(p: Permission): "admin" | "write" | "read" | "none" {
@@ -83,26 +83,13 @@ export function miscRoutes(add: AddRoute): void {
   add("GET /users/{username}", (req, sim) => {
     const user = sim.findUser(req.params.username ?? "");
     if (!user) throw notFound();
-    return {
-      status: 200,
-      body: {
-        ...userShape(sim, user),
-        name: user.name,
-        company: null,
-        blog: "",
-        location: null,
-        email: user.email,
-        hireable: null,
-        bio: null,
-        twitter_username: null,
-        public_repos: sim.allRepos().filter((r) => r.owner.toLowerCase() === user.login.toLowerCase()).length,
-        public_gists: 0,
-        followers: 0,
-        following: 0,
-        created_at: "2020-01-01T00:00:00Z",
-        updated_at: "2020-01-01T00:00:00Z",
-      },
-    };
+    return { status: 200, body: profile(sim, user) };
+  });
+
+  // The token's own user; an installation acts as its app's bot, which this endpoint refuses.
+  add("GET /user", (req, sim) => {
+    if (req.auth.kind !== "user") throw new HttpError(403, "Resource not accessible by integration");
+    return { status: 200, body: profile(sim, req.auth.user) };
   });
 
   add("GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls", (req, sim) => {
@@ -159,4 +146,25 @@ export function miscRoutes(add: AddRoute): void {
     const core = { limit: 5000, used: 0, remaining: 5000, reset };
     return { status: 200, body: { resources: { core, search: { ...core, limit: 30, remaining: 30 } }, rate: core } };
   });
+}
+
+/** A user's public profile, as `GET /users/{username}` and `GET /user` answer it. */
+function profile(sim: GitHubSimulator, user: SimUser): Record<string, unknown> {
+  return {
+    ...userShape(sim, user),
+    name: user.name,
+    company: null,
+    blog: "",
+    location: null,
+    email: user.email,
+    hireable: null,
+    bio: null,
+    twitter_username: null,
+    public_repos: sim.allRepos().filter((r) => r.owner.toLowerCase() === user.login.toLowerCase()).length,
+    public_gists: 0,
+    followers: 0,
+    following: 0,
+    created_at: "2020-01-01T00:00:00Z",
+    updated_at: "2020-01-01T00:00:00Z",
+  };
 }

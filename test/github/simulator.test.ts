@@ -526,6 +526,13 @@ describe("issues, pull requests, people", () => {
     ).rejects.toMatchObject({ status: 404 });
   });
 
+  it("answers GET /user with a user token's user, and refuses it to an installation as GitHub does", async () => {
+    const user = new Octokit({ baseUrl: gh.sim.url, auth: gh.sim.createUserToken("erin"), log: quietLog });
+    expect((await user.request("GET /user")).data).toMatchObject({ login: "erin", type: "User" });
+    await expect(octokit.request("GET /user")).rejects.toMatchObject({ status: 403, message: expect.stringContaining("Resource not accessible by integration") });
+    expect(gh.sim.responseViolations).toEqual([]);
+  });
+
   it("dispatches a workflow, checking its inputs", async () => {
     const res = await octokit.request("POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches", {
       owner: "acme",

@@ -1,20 +1,22 @@
 /**
  * Commands in issue and pull-request comments (SPEC §5), honoured only from humans with write
  * access. The app reacts at once (`eyes`), carries the command out, reacts `+1` or `-1` and
- * replies with the outcome, including why an approval did not count.
+ * replies with the outcome, including why an approval did not count. A command acts only on the
+ * runs of the issue or pull request it is posted in: a bare one finds them there, and one that
+ * names a run of elsewhere is refused (decisions by `decideGate`, which journals the refusal).
  */
 import { pickFlow } from "../../app/releases.js";
 import { cancelRun, retryRun } from "../../app/signals.js";
 import { SluiceError } from "../../core/errors.js";
 import { resolveInputs } from "../../core/flow/inputs.js";
-import { RUN_STATUSES } from "../../ports/run-store.js";
+import { RUN_STATUSES, type RunStatus } from "../../ports/run-store.js";
 import type { GitHubApi } from "../../ports/step-executor.js";
 import { GitHubFlowSource } from "../sources/github-flow-source.js";
-import { ACTIVE, decideFromGitHub, gateTarget, implicitTargets, loadRuns, namedRun, statusLine, type LoadedRun, type Outcome } from "./approvals.js";
+import { ACTIVE, belongsTo, decideFromGitHub, gateTarget, loadRuns, namedRun, statusLine, type LoadedRun, type Outcome } from "./approvals.js";
 import { looksLikeDigest, looksLikeRunId, parseCommand, parseRunArgs, type ParsedCommand } from "./commands.js";
 import { errorText, isTransient, react, reply, runUrl, splitRepo, startRun, type GitHubDeps } from "./deps.js";
 import { draftsAllowed } from "./drafts.js";
-import { atLeast, isBot, permissionOf } from "./people.js";
+import { atLeast, isBot, permissionOf, senderOf, type Sender } from "./people.js";
 import { asLoaded, liveSnapshot, snapshotAt } from "./snapshot.js";
 
 interface CommentContext {
@@ -23,7 +25,7 @@ interface CommentContext {
   repo: string;
   issue: number;
   isPullRequest: boolean;
-  sender: { login: string; type?: string };
+  sender: Sender;
   payload: any;
 }
 
@@ -31,8 +33,8 @@ export async function handleIssueComment(deps: GitHubDeps, payload: any): Promis
   if (payload.action !== "created") return;
   const command = parseCommand(String(payload.comment?.body ?? ""));
   if (!command) return;
-  const sender = { login: String(payload.sender?.login ?? payload.comment?.user?.login), type: payload.sender?.type };
-  if (isBot(sender)) return; // bots' comments are never commands (and never loop with our replies)
+  const sender = senderOf(payload.sender, payload.comment?.user);
+  if (!sender || isBot(sender)) return; // bots' comments are never commands (and never loop with our replies)
   const repo = String(payload.repository.full_name);
   const api = await deps.installations.api(repo, payload.installation?.id);
   const commentId = Number(payload.comment.id);
@@ -133,30 +135,40 @@ async function decideCommand(ctx: CommentContext, command: ParsedCommand): Promi
     decision: command.name === "approve" ? "approve" : "reject",
     via: "comment",
     sender: ctx.sender,
+    place: { issue: ctx.issue },
     ...(digest ? { digest } : {}),
     ...(comment ? { comment } : {}),
   });
 }
 
-async function explicitOrImplicit(ctx: CommentContext, command: ParsedCommand, status: Parameters<typeof implicitTargets>[3], verb: string): Promise<LoadedRun[] | Outcome> {
+/**
+ * The runs `/cancel [run]` and `/retry [run]` act on: the one named, if it belongs to this issue
+ * or pull request, else those of here with these statuses. Never a run of elsewhere.
+ */
+async function runsOfHere(ctx: CommentContext, command: ParsedCommand, status: RunStatus[], verb: string): Promise<LoadedRun[] | Outcome> {
   const id = command.args[0];
+  const here = `this ${ctx.isPullRequest ? "pull request" : "issue"}`;
   if (id) {
     const run = await namedRun(ctx.deps, ctx.repo, id);
-    return run ? [run] : { ok: false, code: "RUN_NOT_FOUND", message: `there is no run \`${id}\` in ${ctx.repo}` };
+    if (!run) return { ok: false, code: "RUN_NOT_FOUND", message: `there is no run \`${id}\` in ${ctx.repo}` };
+    if (!belongsTo(run.state, ctx.issue)) {
+      const where = run.state.trigger.issue !== undefined ? `#${run.state.trigger.issue}` : "no issue or pull request";
+      return { ok: false, code: "APPROVAL_WRONG_PLACE", message: `run \`${id}\` does not belong to ${here} (it was started from ${where}): ${verb} it where it belongs, or from its check run` };
+    }
+    return [run];
   }
-  const runs = await implicitTargets(ctx.deps, ctx.repo, ctx.issue, status, () => true);
-  return runs.length ? runs : { ok: false, code: "NOT_FOUND", message: `no run to ${verb} here; name one: \`/${command.name} <run>\`` };
+  const runs = (await loadRuns(ctx.deps, ctx.repo, status)).filter((r) => belongsTo(r.state, ctx.issue));
+  return runs.length ? runs : { ok: false, code: "NOT_FOUND", message: `no run of ${here} to ${verb}; a command acts only on the runs of the issue or pull request it is posted in` };
 }
 
 async function cancelCommand(ctx: CommentContext, command: ParsedCommand): Promise<Outcome> {
-  const runs = await explicitOrImplicit(ctx, command, ACTIVE, "cancel");
+  const runs = await runsOfHere(ctx, command, ACTIVE, "cancel");
   if (!Array.isArray(runs)) return runs;
   const done: string[] = [];
   const refused: string[] = [];
   for (const r of runs) {
     try {
       await cancelRun(ctx.deps.runtime, r.record.id, ctx.sender.login, `/cancel by ${ctx.sender.login}`);
-      ctx.deps.kick(r.record.id);
       done.push(`[\`${r.record.id}\`](${runUrl(ctx.deps, r.record.id)}) (${r.state.flow.name})`);
     } catch (e) {
       if (!(e instanceof SluiceError) || isTransient(e)) throw e;
@@ -168,11 +180,10 @@ async function cancelCommand(ctx: CommentContext, command: ParsedCommand): Promi
 }
 
 async function retryCommand(ctx: CommentContext, command: ParsedCommand): Promise<Outcome> {
-  const runs = await explicitOrImplicit(ctx, command, ["failed", "cancelled", "timed_out"], "retry");
+  const runs = await runsOfHere(ctx, command, ["failed", "cancelled", "timed_out"], "retry");
   if (!Array.isArray(runs)) return runs;
   const run = runs[0] as LoadedRun; // the most recent one
   await retryRun(ctx.deps.runtime, run.record.id, ctx.sender.login);
-  ctx.deps.kick(run.record.id);
   return { ok: true, message: `retrying run [\`${run.record.id}\`](${runUrl(ctx.deps, run.record.id)}) (${run.state.flow.name}) from its first unfinished step` };
 }
 

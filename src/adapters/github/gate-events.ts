@@ -1,6 +1,7 @@
 /**
  * Approvals from pull-request reviews (`approved` approves, `changes_requested` rejects, on the
- * pull request a gate names or the run was started from) and from the check run's buttons
+ * pull request a gate names or the run was started from, and only at the head the gate binds:
+ * the review's place is its pull request and `commit_id`) and from the check run's buttons
  * (`check_run.requested_action`: Approve, Reject, Cancel; the run id is the check run's
  * `external_id`); `check_run.rerequested` retries the run. Refusals are answered where the
  * person can read them: on the pull request, or on the run's issue.
@@ -12,7 +13,7 @@ import { parseActionIdentifier } from "./check-run-summary.js";
 import { ACTIVE, concerns, decideFromGitHub, hasGate, loadRuns, namedRun, type Outcome } from "./approvals.js";
 import { digestInText } from "./commands.js";
 import { errorText, isTransient, reply, runUrl, type GitHubDeps } from "./deps.js";
-import { atLeast, isBot, permissionOf } from "./people.js";
+import { atLeast, isBot, permissionOf, senderOf } from "./people.js";
 
 export async function handleReview(deps: GitHubDeps, payload: any): Promise<void> {
   if (payload.action !== "submitted") return;
@@ -23,10 +24,12 @@ export async function handleReview(deps: GitHubDeps, payload: any): Promise<void
   const number = Number(payload.pull_request.number);
   const runs = (await loadRuns(deps, repo, ["waiting"])).filter((r) => hasGate(r) && concerns(r.state, number));
   if (!runs.length) return;
+  const sender = senderOf(payload.sender, payload.review?.user);
+  if (!sender) return;
   const api = await deps.installations.api(repo, payload.installation?.id);
-  const sender = { login: String(payload.sender?.login ?? payload.review?.user?.login), type: payload.sender?.type ?? payload.review?.user?.type };
   const body = typeof payload.review?.body === "string" ? payload.review.body : "";
   const digest = digestInText(body);
+  const commit = typeof payload.review?.commit_id === "string" ? payload.review.commit_id : undefined;
   const outcomes: Outcome[] = [];
   for (const r of runs) {
     outcomes.push(
@@ -35,6 +38,7 @@ export async function handleReview(deps: GitHubDeps, payload: any): Promise<void
         decision,
         via: "review",
         sender,
+        place: { issue: number, ...(commit ? { commit } : {}) },
         ...(digest ? { digest } : {}),
         ...(body.trim() ? { comment: body.trim() } : {}),
       }),
@@ -60,12 +64,13 @@ export async function handleCheckRun(deps: GitHubDeps, payload: any): Promise<vo
   const runId = payload.check_run?.external_id;
   if (typeof runId !== "string" || runId === "") return;
   const me = await deps.installations.bot();
-  if (payload.check_run?.app?.id !== undefined && Number(payload.check_run.app.id) !== me.id) return; // another app's check run
+  if (Number(payload.check_run?.app?.id) !== me.id) return; // not our check run: its external_id is not our run id
   const repo = String(payload.repository.full_name);
   const run = await namedRun(deps, repo, runId);
   if (!run) return;
   const api = await deps.installations.api(repo, payload.installation?.id);
-  const sender = { login: String(payload.sender?.login), type: payload.sender?.type };
+  const sender = senderOf(payload.sender);
+  if (!sender) return;
   const issue = run.state.trigger.issue;
   const link = `[\`${runId}\`](${runUrl(deps, runId)})`;
 
@@ -98,7 +103,6 @@ export async function handleCheckRun(deps: GitHubDeps, payload: any): Promise<vo
     } else {
       await retryRun(deps.runtime, runId, sender.login);
     }
-    deps.kick(runId);
     await answer(deps, api, repo, issue, `@${sender.login} ✅ ${verb === "cancel" ? "cancelled" : "retrying"} run ${link} (${run.state.flow.name})`);
   } catch (e) {
     if (!(e instanceof SluiceError) || isTransient(e)) throw e;

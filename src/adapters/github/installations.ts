@@ -55,7 +55,7 @@ export class Installations {
     const id = installationId ?? (await this.installationId(repo));
     let api = this.apis.get(id);
     if (!api) {
-      api = this.app.auth(id).then(asApi);
+      api = this.app.auth(id).then((octokit) => ({ ...asApi(octokit), identity: this.identityOf }));
       api.catch(() => this.apis.delete(id));
       this.apis.set(id, api);
     }
@@ -64,8 +64,11 @@ export class Installations {
 
   /** An API handle for `repo` that finds the installation on its first request (for the runtime). */
   lazy(repo: string): GitHubApi {
-    return { request: async (route, params) => (await this.api(repo)).request(route, params) };
+    return { request: async (route, params) => (await this.api(repo)).request(route, params), identity: this.identityOf };
   }
+
+  /** Who every installation of the app acts as: its comments are authored by the app's bot. */
+  private readonly identityOf: NonNullable<GitHubApi["identity"]> = async () => ({ login: (await this.bot()).login });
 
   /** The app's slug and the login it acts as (`<slug>[bot]`). */
   bot(): Promise<{ slug: string; login: string; id: number }> {

@@ -4,6 +4,7 @@
  * teams they are an active member of (`GET /orgs/{org}/teams/{slug}/memberships/{u}`).
  */
 import type { ApprovalSignal } from "../../core/engine/events.js";
+import { isBotLogin, normaliseLogin } from "../../core/engine/gates.js";
 import { SluiceError } from "../../core/errors.js";
 import type { GitHubApi } from "../../ports/step-executor.js";
 
@@ -27,9 +28,29 @@ function statusOf(e: unknown): number | undefined {
   return typeof s === "number" ? s : undefined;
 }
 
-/** A sender is a bot when GitHub says so, or when its login ends in [bot]. */
+/** Who sent an event: the login as GitHub spells it (trimmed) and the account type. */
+export interface Sender {
+  login: string;
+  type?: string;
+}
+
+/**
+ * The sender of an event from the first of `accounts` (payload.sender, then the comment's or
+ * review's author) that has a login, trimmed so that " ann" is not a second ann; undefined
+ * when none has one.
+ */
+export function senderOf(...accounts: unknown[]): Sender | undefined {
+  for (const a of accounts) {
+    const { login, type } = (a ?? {}) as { login?: unknown; type?: unknown };
+    if (typeof login !== "string" || normaliseLogin(login) === "") continue;
+    return { login: normaliseLogin(login), ...(typeof type === "string" ? { type } : {}) };
+  }
+  return undefined;
+}
+
+/** A sender is a bot when GitHub says so (type Bot), or when its login ends in [bot], in any case. */
 export function isBot(sender: { login?: unknown; type?: unknown } | undefined): boolean {
-  return sender?.type === "Bot" || (typeof sender?.login === "string" && /\[bot\]$/i.test(sender.login));
+  return sender?.type === "Bot" || (typeof sender?.login === "string" && isBotLogin(sender.login));
 }
 
 /** The person's permission on the repository: the role name when it is a known rank, else the permission. */
@@ -65,9 +86,9 @@ export async function teamsOf(api: GitHubApi, login: string, teams: readonly str
 }
 
 /** Everything eligibility needs about the sender of an event. */
-export async function personOf(api: GitHubApi, repo: string, sender: { login: string; type?: string }, teams: readonly string[] = []): Promise<Person> {
-  const bot = isBot(sender);
-  if (bot) return { login: sender.login, is_bot: true, permission: "none", teams: [] };
-  const [permission, memberOf] = await Promise.all([permissionOf(api, repo, sender.login), teamsOf(api, sender.login, teams)]);
-  return { login: sender.login, is_bot: false, permission, teams: memberOf };
+export async function personOf(api: GitHubApi, repo: string, sender: Sender, teams: readonly string[] = []): Promise<Person> {
+  const login = normaliseLogin(sender.login);
+  if (isBot(sender)) return { login, is_bot: true, permission: "none", teams: [] };
+  const [permission, memberOf] = await Promise.all([permissionOf(api, repo, login), teamsOf(api, login, teams)]);
+  return { login, is_bot: false, permission, teams: memberOf };
 }

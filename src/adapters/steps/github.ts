@@ -7,7 +7,8 @@
  * `create_pull_request` writes through the git data API (blobs → tree → commit → ref) and is
  * idempotent: a retry finds the branch already holding the files (no new commit) and the pull
  * request already open (returned as is). `merge_pull_request` of a pull request that is already
- * merged answers with its merge commit. Errors: a 4xx is non-retriable with GitHub's message,
+ * merged answers with its merge commit; with `sha` (the engine passes the head an approval
+ * covered) GitHub merges that head only. Errors: a 4xx is non-retriable with GitHub's message,
  * a rate limit (429, or 403 with a rate-limit answer) waits and retries, a 5xx retries.
  */
 import { assertNever, NonRetriableError, type SluiceError } from "../../core/errors.js";
@@ -397,6 +398,16 @@ async function mergePullRequest(api: Api, p: Extract<Plan, { op: "merge_pull_req
         state: pr.state,
         mergeable: pr.mergeable,
       });
+    }
+    // GitHub merges only the head named by `sha` (the commit the covering approval reviewed):
+    // a head that moved since is a merge nobody approved.
+    if (statusOf(err) === 409 && p.sha) {
+      const said = String((err as SluiceError).details.message ?? (err as Error).message);
+      throw new NonRetriableError(
+        "HTTP_STATUS",
+        `github merge_pull_request: pull request #${p.number} was not merged: its head is no longer ${p.sha}, the commit this merge is bound to (GitHub: ${said})`,
+        { ...(err as SluiceError).details, sha: p.sha },
+      );
     }
     throw err;
   }

@@ -1,9 +1,11 @@
 /**
  * The `notify` step: `github_comment {issue?, body}` comments on an issue or pull request (the
- * run's own by default), once per run and step; `webhook {connection, text | body}` POSTs JSON to a webhook whose URL is
+ * run's own by default), once per run and step (a hidden marker in the comment, trusted only in
+ * comments Sluice itself wrote); `webhook {connection, text | body}` POSTs JSON to a webhook whose URL is
  * the connection's secret (Slack-compatible `{text}`, or the given body), with the attempt's
  * Idempotency-Key so that a receiver that deduplicates sees one message. Output `id`.
  */
+import { sameLogin } from "../../core/engine/gates.js";
 import { NonRetriableError, RetryAfterError, SluiceError } from "../../core/errors.js";
 import type { StepContext, StepExecutor } from "../../ports/step-executor.js";
 import { withDeadline } from "./deadline.js";
@@ -41,10 +43,12 @@ async function githubComment(spec: Params, ctx: StepContext) {
   const github = requireGitHub(ctx, "notify github_comment");
   // GitHub takes no idempotency key for comments: a hidden marker naming the run and step lets a
   // later attempt of the same step (after a crash or a retry) find the comment instead of
-  // posting it again.
+  // posting it again. Anyone can type the marker (the run id is on the check run), so only a
+  // comment whose author is the identity Sluice acts as counts; where that identity is not
+  // known, no comment does (a retry may then post twice, never zero times).
   const marker = `<!-- sluice:notify ${ctx.runId}:${ctx.stepId} -->`;
   return withDeadline(ctx, async (deadline) => {
-    try {
+    const ownComment = async (login: string) => {
       const recent = await github.request("GET /repos/{owner}/{repo}/issues/{issue_number}/comments", {
         owner,
         repo,
@@ -53,9 +57,13 @@ async function githubComment(spec: Params, ctx: StepContext) {
         per_page: 100,
         request: { signal: deadline.signal },
       });
-      const found = (recent.data as { id?: unknown; html_url?: unknown; body?: unknown }[]).find(
-        (c) => typeof c.body === "string" && c.body.includes(marker),
+      return (recent.data as { id?: unknown; html_url?: unknown; body?: unknown; user?: { login?: unknown } | null }[]).find(
+        (c) => typeof c.body === "string" && c.body.includes(marker) && typeof c.user?.login === "string" && sameLogin(c.user.login, login),
       );
+    };
+    try {
+      const me = await github.identity?.();
+      const found = me ? await ownComment(me.login) : undefined;
       const data = (found ??
         (
           await github.request("POST /repos/{owner}/{repo}/issues/{issue_number}/comments", {

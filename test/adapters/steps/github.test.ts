@@ -187,6 +187,30 @@ describe("github executor: merge_pull_request", () => {
   });
 });
 
+describe("github executor: merge_pull_request bound to a head", () => {
+  it("merges only the head named by sha: a push after the approval makes GitHub refuse, and nothing is merged", async () => {
+    gh.sim.pushCommit("acme/widgets", "bound", { "bound.txt": "reviewed\n" });
+    const pr = gh.sim.createPullRequest("acme/widgets", { head: "bound", title: "Bound", user: "alice" });
+    const reviewed = pr.pull!.headSha;
+    gh.sim.pushCommit("acme/widgets", "bound", { "bound.txt": "sneaked in after the review\n" }, { author: "mallory" });
+    const mainBefore = gh.sim.branchSha("acme/widgets", "main");
+    const start = gh.sim.requests.length;
+    const err = await failure(githubExecutor.execute({ merge_pull_request: { number: pr.number, method: "squash", sha: reviewed } }, ctx()));
+    expect(err).toBeInstanceOf(NonRetriableError);
+    expect(err.details).toMatchObject({ status: 409, sha: reviewed });
+    expect(err.message).toContain(`its head is no longer ${reviewed}`);
+    expect(err.message).toContain("Head branch was modified. Review and try the merge again.");
+    expect(gh.sim.requests.slice(start).find((r) => r.method === "PUT")?.body).toMatchObject({ sha: reviewed, merge_method: "squash" });
+    expect(gh.sim.branchSha("acme/widgets", "main")).toBe(mainBefore);
+    expect(gh.sim.pull("acme/widgets", pr.number).pull?.merged).toBe(false);
+
+    const head = gh.sim.pull("acme/widgets", pr.number).pull!.headSha;
+    const { outputs } = await githubExecutor.execute({ merge_pull_request: { number: pr.number, method: "squash", sha: head } }, ctx());
+    expect(outputs).toMatchObject({ merged: true, already_merged: false });
+    expect(gh.sim.readFile("acme/widgets", "main", "bound.txt")).toBe("sneaked in after the review\n");
+  });
+});
+
 describe("github executor: issues, labels, workflows", () => {
   it("comments on the run's issue by default, or on the one named", async () => {
     const issue = gh.sim.createIssue("acme/widgets", { title: "Run from here", user: "alice" });

@@ -92,6 +92,33 @@ describe("notify executor: github_comment, against the GitHub simulator", () => 
     expect(gh.sim.commentsOf("acme/widgets", issue.number)).toHaveLength(2);
   });
 
+  it("trusts the marker only in the app's own comments: a planted marker does not stop the app's comment", async () => {
+    const issue = gh.sim.createIssue("acme/widgets", { title: "planted", user: "mallory" });
+    // Anyone who can comment can type the marker: the run id is on the run's check run.
+    const planted = gh.sim.addComment("acme/widgets", issue.number, { user: "mallory", body: `nothing to see\n\n${MARKER}` });
+    const { outputs } = await notifyExecutor.execute({ github_comment: { issue: issue.number, body: "deployed to production" } }, ctx());
+    const comments = gh.sim.commentsOf("acme/widgets", issue.number);
+    expect(comments.map((c) => [c.user, c.body])).toEqual([
+      ["mallory", `nothing to see\n\n${MARKER}`],
+      ["sluice[bot]", `deployed to production\n\n${MARKER}`],
+    ]);
+    expect(outputs.id).toBe(comments[1]?.id);
+    expect(outputs.id).not.toBe(planted.id);
+    // The app's own comment is still found by a later attempt.
+    const again = await notifyExecutor.execute({ github_comment: { issue: issue.number, body: "deployed to production" } }, ctx({ attempt: 2 }));
+    expect(again.outputs.id).toBe(comments[1]?.id);
+    expect(gh.sim.commentsOf("acme/widgets", issue.number)).toHaveLength(2);
+  });
+
+  it("without knowing whom it acts as, trusts no marker: it posts rather than stay silent", async () => {
+    const issue = gh.sim.createIssue("acme/widgets", { title: "no identity" });
+    const api = gh.githubApi();
+    const anonymous = { request: api.request };
+    await notifyExecutor.execute({ github_comment: { issue: issue.number, body: "hello" } }, ctx({ github: anonymous }));
+    await notifyExecutor.execute({ github_comment: { issue: issue.number, body: "hello" } }, ctx({ github: anonymous, attempt: 2 }));
+    expect(gh.sim.commentsOf("acme/widgets", issue.number).map((c) => c.user)).toEqual(["sluice[bot]", "sluice[bot]"]);
+  });
+
   it("aborts before posting", async () => {
     const issue = gh.sim.createIssue("acme/widgets", { title: "abort" });
     const controller = new AbortController();

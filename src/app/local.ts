@@ -58,7 +58,7 @@ export async function openLocal(cwd: string, env: NodeJS.ProcessEnv): Promise<Lo
   const runtime = new Runtime({
     store,
     resources: new FileResourceStore(join(home, "resources")),
-    executors: defaultExecutors(),
+    executors: defaultExecutors({ env }),
     secrets,
     logger: createLogger(env.LOG_LEVEL),
     mode: "local",

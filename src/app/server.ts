@@ -173,7 +173,7 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
   const runtime = new Runtime({
     store,
     resources: new FileResourceStore(join(config.home, "resources")),
-    executors: defaultExecutors(),
+    executors: defaultExecutors({ env: opts.env }),
     secrets,
     logger,
     mode: "github",

@@ -114,7 +114,8 @@ export function validatePaths(paths: string[], io: Io): { files: FileReport[]; s
 /** `file:line:col: error CODE message`, the offending line below it, and a caret. */
 export function formatDiagnostic(d: Diagnostic, source: string | undefined): string {
   const head = `${d.file ?? "<input>"}:${d.line}:${d.column}: ${d.severity} ${d.code} ${d.message}`;
-  const line = source?.split("\n")[d.line - 1];
+  // A line of a minified or oversized file can be megabytes long: show its start only.
+  const line = source?.split("\n", d.line)[d.line - 1]?.slice(0, 200);
   if (line === undefined || d.line < 1) return head;
   return `${head}\n  ${d.line} | ${line}\n  ${" ".repeat(String(d.line).length)} | ${" ".repeat(Math.max(0, d.column - 1))}^`;
 }

@@ -6,11 +6,12 @@
 import type { Release } from "../../core/engine/events.js";
 import { SluiceError } from "../../core/errors.js";
 import type { Config, Diagnostic } from "../../core/flow/types.js";
-import { DEFAULT_CONFIG, validateConfig, validateFlow } from "../../core/flow/validate.js";
+import { DEFAULT_CONFIG, validateConfig, validateFlow, type ConfigValidation, type FlowValidation } from "../../core/flow/validate.js";
+import { MAX_FLOW_FILE_BYTES, flowTooLarge } from "../../core/flow/yaml-source.js";
 import type { LoadedRelease } from "../../app/releases.js";
-import { CONFIG_PATH, type FlowSource } from "../../ports/flow-source.js";
+import { CONFIG_PATH } from "../../ports/flow-source.js";
 import type { RunStore } from "../../ports/run-store.js";
-import { ShaCache } from "../sources/github-flow-source.js";
+import { ShaCache, type SizedFlowFile, type SizedFlowSource } from "../sources/github-flow-source.js";
 import type { FlowSetEntry } from "./flow-diff.js";
 
 export const RELEASES_NAMESPACE = "sluice:releases";
@@ -35,11 +36,19 @@ export interface Snapshot {
   flows: FlowSetEntry[];
 }
 
+/**
+ * FLOW_TOO_LARGE for a file the source did not download because GitHub says it is over the
+ * limit (validation refuses text over it too, but here there is no text to measure).
+ */
+function tooLarge(file: SizedFlowFile): { diagnostics: Diagnostic[] } | undefined {
+  return file.size > MAX_FLOW_FILE_BYTES ? { diagnostics: [flowTooLarge(file.size, file.path)] } : undefined;
+}
+
 /** The config at a commit: validated; the default config when there is no file. */
-export async function configAt(source: FlowSource, sha: string): Promise<Pick<Snapshot, "config" | "configText" | "configDiagnostics" | "configValid">> {
+export async function configAt(source: SizedFlowSource, sha: string): Promise<Pick<Snapshot, "config" | "configText" | "configDiagnostics" | "configValid">> {
   const file = await source.configFile(sha);
   if (!file) return { config: DEFAULT_CONFIG, configDiagnostics: [], configValid: true };
-  const v = validateConfig(file.text, { file: file.path });
+  const v: ConfigValidation = tooLarge(file) ?? validateConfig(file.text, { file: file.path });
   return { config: v.config ?? DEFAULT_CONFIG, configText: file.text, configDiagnostics: v.diagnostics, configValid: v.config !== undefined };
 }
 
@@ -47,11 +56,11 @@ export async function configAt(source: FlowSource, sha: string): Promise<Pick<Sn
  * The flows at `sha`, validated against a config: by default the config at the same commit,
  * or the one given (a draft is checked against the default branch's config).
  */
-export async function snapshotAt(source: FlowSource, sha: string, config?: Pick<Snapshot, "config" | "configText" | "configDiagnostics" | "configValid">): Promise<Snapshot> {
+export async function snapshotAt(source: SizedFlowSource, sha: string, config?: Pick<Snapshot, "config" | "configText" | "configDiagnostics" | "configValid">): Promise<Snapshot> {
   const c = config ?? (await configAt(source, sha));
   const files = await source.flowFiles(sha);
   const flows = files.map((f): FlowSetEntry => {
-    const v = validateFlow(f.text, { file: f.path, config: c.config });
+    const v: FlowValidation = tooLarge(f) ?? validateFlow(f.text, { file: f.path, config: c.config });
     return { path: f.path, text: f.text, ...(v.flow ? { flow: v.flow } : {}), diagnostics: v.diagnostics };
   });
   return { sha, ...c, flows };
@@ -84,7 +93,7 @@ export async function listLiveReleases(store: RunStore, now: number): Promise<{ 
 const releaseSnapshots = new ShaCache(500);
 
 /** The snapshot of a release: the flows at `sha` validated against the config at `sha`; cached. */
-export function releaseSnapshotAt(source: FlowSource, sha: string): Promise<Snapshot> {
+export function releaseSnapshotAt(source: SizedFlowSource, sha: string): Promise<Snapshot> {
   return releaseSnapshots.get(`release:${source.repo}@${sha}`, () => snapshotAt(source, sha));
 }
 
@@ -92,7 +101,7 @@ export function releaseSnapshotAt(source: FlowSource, sha: string): Promise<Snap
  * The live release of a repository and its snapshot: the recorded release, else the head of
  * the default branch (a repository whose flows came before the app was installed).
  */
-export async function liveSnapshot(store: RunStore, source: FlowSource, now: number): Promise<{ release: Release; snapshot: Snapshot }> {
+export async function liveSnapshot(store: RunStore, source: SizedFlowSource, now: number): Promise<{ release: Release; snapshot: Snapshot }> {
   const recorded = await getLiveRelease(store, source.repo, now);
   const ref = recorded?.ref ?? (await source.defaultBranch());
   const sha = recorded?.sha ?? (await source.resolve(ref));

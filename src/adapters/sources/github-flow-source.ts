@@ -1,11 +1,27 @@
 /**
  * Flows from GitHub, read at a commit through the contents and git APIs. Everything read at a
  * commit SHA is immutable, so it is cached by SHA (one cache per process, bounded); only the
- * default branch and the SHA a branch names are asked again.
+ * default branch and the SHA a branch names are asked again. GitHub says how large a file is
+ * before it is downloaded: a flow or config file over MAX_FLOW_FILE_BYTES never is.
  */
 import { SluiceError } from "../../core/errors.js";
+import { MAX_FLOW_FILE_BYTES } from "../../core/flow/yaml-source.js";
 import { CONFIG_PATH, FLOWS_DIR, type FlowFile, type FlowSource } from "../../ports/flow-source.js";
 import type { GitHubApi } from "../../ports/step-executor.js";
+
+/**
+ * A flow or config file with the size GitHub gives for it. One over MAX_FLOW_FILE_BYTES is not
+ * downloaded: its `text` is empty, and `size` is what to refuse it with (FLOW_TOO_LARGE).
+ */
+export interface SizedFlowFile extends FlowFile {
+  size: number;
+}
+
+/** A flow source that gives each flow and config file with its size: what snapshots are made from. */
+export interface SizedFlowSource extends FlowSource {
+  flowFiles(sha: string): Promise<SizedFlowFile[]>;
+  configFile(sha: string): Promise<SizedFlowFile | undefined>;
+}
 
 const SHA = /^[0-9a-f]{40}$/;
 
@@ -53,9 +69,19 @@ interface DirEntry {
   path: string;
   sha: string;
   type: string;
+  size: number;
 }
 
-export class GitHubFlowSource implements FlowSource {
+/** The contents API's answer for a file. */
+interface FileEntry {
+  type?: string;
+  sha?: string;
+  content?: string;
+  encoding?: string;
+  size?: number;
+}
+
+export class GitHubFlowSource implements SizedFlowSource {
   private readonly owner: string;
   private readonly name: string;
   private branch: Promise<string> | undefined;
@@ -120,32 +146,45 @@ export class GitHubFlowSource implements FlowSource {
     });
   }
 
-  async flowFiles(sha: string): Promise<FlowFile[]> {
+  async flowFiles(sha: string): Promise<SizedFlowFile[]> {
     const entries = (await this.listDir(sha, FLOWS_DIR)) ?? [];
     const files = entries.filter((e) => e.type === "file" && /\.ya?ml$/i.test(e.name)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    return Promise.all(files.map(async (f) => ({ path: `${FLOWS_DIR}/${f.name}`, text: await this.blob(f.sha) })));
+    return Promise.all(
+      files.map(async (f) => ({ path: `${FLOWS_DIR}/${f.name}`, text: f.size > MAX_FLOW_FILE_BYTES ? "" : await this.blob(f.sha), size: f.size })),
+    );
   }
 
-  async configFile(sha: string): Promise<FlowFile | undefined> {
-    const text = await this.readFile(sha, CONFIG_PATH);
-    return text === undefined ? undefined : { path: CONFIG_PATH, text };
+  async configFile(sha: string): Promise<SizedFlowFile | undefined> {
+    const entry = await this.fileEntry(sha, CONFIG_PATH);
+    if (!entry) return undefined;
+    const size = entry.size ?? 0;
+    return { path: CONFIG_PATH, text: size > MAX_FLOW_FILE_BYTES ? "" : ((await this.text(entry)) ?? ""), size };
   }
 
-  readFile(sha: string, path: string): Promise<string | undefined> {
+  async readFile(sha: string, path: string): Promise<string | undefined> {
+    const entry = await this.fileEntry(sha, path);
+    return entry && this.text(entry);
+  }
+
+  /** What the contents API says of a file at a commit (undefined when there is no such file). */
+  private fileEntry(sha: string, path: string): Promise<FileEntry | undefined> {
     const clean = path.replace(/^\/+/, "");
     return this.cache.get(`file:${this.repo}@${sha}:${clean}`, async () => {
-      let data: { type?: string; sha?: string; content?: string; encoding?: string; size?: number } | unknown[];
+      let data: FileEntry | unknown[];
       try {
         data = (await this.api.request("GET /repos/{owner}/{repo}/contents/{path}", { owner: this.owner, repo: this.name, path: clean, ref: sha })).data;
       } catch (e) {
         if (statusOf(e) === 404) return undefined;
         throw unavailable(this.repo, `${clean} at ${sha.slice(0, 7)}`, e);
       }
-      if (Array.isArray(data) || data.type !== "file") return undefined;
-      // The contents API leaves `content` empty for files over 1 MB: read the blob instead.
-      if (data.encoding === "base64" && typeof data.content === "string" && (data.content !== "" || data.size === 0)) return decode(data);
-      return data.sha ? this.blob(data.sha) : undefined;
+      return Array.isArray(data) || data.type !== "file" ? undefined : data;
     });
+  }
+
+  private async text(entry: FileEntry): Promise<string | undefined> {
+    // The contents API leaves `content` empty for files over 1 MB: read the blob instead.
+    if (entry.encoding === "base64" && typeof entry.content === "string" && (entry.content !== "" || entry.size === 0)) return decode(entry);
+    return entry.sha ? this.blob(entry.sha) : undefined;
   }
 }
 

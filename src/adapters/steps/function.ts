@@ -6,97 +6,98 @@
  *                the caller); its default export, or its `main` export, is called with the input
  *   input        any JSON value (default null)
  *   timeout      a duration (default: the step's timeout, else 10s; the smaller wins)
- *   memory_mb    the sandbox's memory limit (default 64)
+ *   memory_mb    the sandbox's memory limit in MiB (default 64)
  * Outputs `result` (the returned value as JSON; undefined becomes null, a returned promise is
  * awaited) and `logs` (what console.log and friends printed, capped).
- * Each call gets a fresh WebAssembly module, runtime and context: nothing survives between calls.
+ *
+ * The sandbox runs in a worker thread (function-worker.ts), off the event loop: a busy function
+ * does not hold up webhooks, callbacks or other runs. The server caps both limits
+ * (SLUICE_FUNCTION_MAX_TIMEOUT, default 30s; SLUICE_FUNCTION_MAX_MEMORY_MB, default 128): a flow
+ * may ask for less, never for more (asking for more gets the cap, and a warning in the log).
+ * When the time limit passes, or the step is aborted, the worker is terminated, which stops any
+ * code, whether or not QuickJS would have stopped it. One worker is kept warm between steps; a
+ * step that ends badly takes its worker down with it.
  */
-import { newQuickJSWASMModule, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime } from "quickjs-emscripten";
-import { NonRetriableError, SluiceError } from "../../core/errors.js";
-import type { StepContext, StepExecutor } from "../../ports/step-executor.js";
+import { Worker } from "node:worker_threads";
+import { NonRetriableError, SluiceError, assertNever } from "../../core/errors.js";
+import { isDuration, parseDuration } from "../../core/flow/duration.js";
+import type { Logger, StepContext, StepExecutor } from "../../ports/step-executor.js";
 import { abortError } from "./deadline.js";
+import type { SandboxJob, SandboxReply, SandboxSource } from "./function-worker.js";
 import { optDurationMs, optNumber, optString, paramError, type Params } from "./params.js";
 
 const KIND = "function";
-export const FUNCTION_DEFAULT_TIMEOUT_MS = 10_000;
-export const FUNCTION_DEFAULT_MEMORY_MB = 64;
-const MAX_MEMORY_MB = 1024;
-/** QuickJS's own stack limit: well below the host's, so deep recursion is a JS error, not a crash. */
-const MAX_STACK_BYTES = 256 * 1024;
-const MAX_LOG_LINES = 200;
-const MAX_LOG_BYTES = 32 * 1024;
-const MAX_STACK_LINES = 5;
+const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_MEMORY_MB = 64;
+/** The bounds of the server's caps themselves (a timer of more than 24 days would fire at once). */
+const MAX_CAP_TIMEOUT_MS = 86_400_000;
+const MAX_CAP_MEMORY_MB = 1024;
 
-/** Runs inside the sandbox before the user's code: a console that reports to the host, and a safe stringify. */
-const PRELUDE = `(function (log) {
-  var stringify = JSON.stringify;
-  var parse = JSON.parse;
-  function show(v) {
-    if (typeof v === "string") return v;
-    try { var t = stringify(v); return t === undefined ? String(v) : t; } catch (e) { return String(v); }
-  }
-  function writer(level) {
-    return function () {
-      var parts = [];
-      for (var i = 0; i < arguments.length; i++) parts.push(show(arguments[i]));
-      log(level, parts.join(" "));
-    };
-  }
-  globalThis.console = { log: writer("log"), info: writer("info"), warn: writer("warn"), error: writer("error"), debug: writer("debug") };
-  return {
-    parse: parse,
-    serialise: function (v) {
-      if (typeof v === "function") return "!a function is not JSON";
-      if (typeof v === "symbol") return "!a symbol is not JSON";
-      if (typeof v === "bigint") return "!a bigint is not JSON";
-      var t;
-      try { t = stringify(v); } catch (e) { return "!" + (e && e.message ? e.message : String(e)); }
-      return t === undefined ? "=null" : "=" + t;
-    }
-  };
-})`;
+/** The server's limits for every function step; a flow's `timeout` and `memory_mb` may only lower them. */
+export interface FunctionCaps {
+  timeoutMs: number;
+  memoryMb: number;
+}
 
-type Source = { mode: "code"; text: string; filename: string } | { mode: "module"; text: string; filename: string };
+export const DEFAULT_FUNCTION_CAPS: FunctionCaps = { timeoutMs: 30_000, memoryMb: 128 };
+
+/** The caps from SLUICE_FUNCTION_MAX_TIMEOUT and SLUICE_FUNCTION_MAX_MEMORY_MB; ENV_INVALID names each bad one. */
+export function functionCapsFromEnv(env: NodeJS.ProcessEnv): FunctionCaps {
+  const problems: string[] = [];
+  const caps = { ...DEFAULT_FUNCTION_CAPS };
+  const timeout = env.SLUICE_FUNCTION_MAX_TIMEOUT?.trim();
+  if (timeout) {
+    const ms = isDuration(timeout) ? parseDuration(timeout) : NaN;
+    if (ms >= 1 && ms <= MAX_CAP_TIMEOUT_MS) caps.timeoutMs = ms;
+    else problems.push(`SLUICE_FUNCTION_MAX_TIMEOUT must be a duration from 1ms to 24h (such as 30s), not '${env.SLUICE_FUNCTION_MAX_TIMEOUT}'`);
+  }
+  const memory = env.SLUICE_FUNCTION_MAX_MEMORY_MB?.trim();
+  if (memory) {
+    const mb = /^[0-9]+$/.test(memory) ? Number(memory) : NaN;
+    if (mb >= 1 && mb <= MAX_CAP_MEMORY_MB) caps.memoryMb = mb;
+    else problems.push(`SLUICE_FUNCTION_MAX_MEMORY_MB must be a whole number of MiB from 1 to ${MAX_CAP_MEMORY_MB}, not '${env.SLUICE_FUNCTION_MAX_MEMORY_MB}'`);
+  }
+  if (problems.length) throw new SluiceError("ENV_INVALID", `the environment is invalid: ${problems.join("; ")}`, { problems });
+  return caps;
+}
 
 interface Limits {
   timeoutMs: number;
-  memoryBytes: number;
+  memoryMb: number;
+  /** Which limits are the server's cap, lower than what the flow asked for (or its default). */
+  capped: { timeout: boolean; memory: boolean };
 }
 
+/** The console output of one step, as the worker reports it. */
 class Logs {
   readonly lines: string[] = [];
-  private bytes = 0;
-  private dropped = 0;
-
-  add(level: string, text: string): void {
-    const line = level === "log" || level === "info" ? text : `${level}: ${text}`;
-    if (this.lines.length >= MAX_LOG_LINES || this.bytes + line.length > MAX_LOG_BYTES) {
-      this.dropped++;
-      return;
-    }
-    this.lines.push(line);
-    this.bytes += line.length;
-  }
+  /** How many lines the worker dropped past its cap: "some" until it says, if it never does. */
+  dropped: number | "some" = 0;
 
   output(): string[] {
-    return this.dropped === 0 ? [...this.lines] : [...this.lines, `… ${this.dropped} more log line(s) dropped`];
+    if (this.dropped === 0) return [...this.lines];
+    return [...this.lines, this.dropped === "some" ? "… more log lines dropped" : `… ${this.dropped} more log line(s) dropped`];
   }
 }
 
-export const functionExecutor: StepExecutor = {
-  kind: KIND,
-  async execute(params, ctx) {
-    const source = sourceOf(params);
-    const input = inputJson(params);
-    const limits = limitsOf(params, ctx);
-    if (ctx.signal.aborted) throw abortError(ctx.signal.reason);
-    const logs = new Logs();
-    const result = await runInSandbox(source, input, limits, ctx, logs);
-    return { outputs: { result, logs: logs.output() } };
-  },
-};
+export function createFunctionExecutor(caps: FunctionCaps = DEFAULT_FUNCTION_CAPS): StepExecutor {
+  const workers = new SandboxWorkers();
+  return {
+    kind: KIND,
+    async execute(params, ctx) {
+      const source = sourceOf(params);
+      const input = inputJson(params);
+      const limits = limitsOf(params, ctx, caps);
+      if (ctx.signal.aborted) throw abortError(ctx.signal.reason);
+      const logs = new Logs();
+      const job: SandboxJob = { source, input, memoryBytes: Math.floor(limits.memoryMb * 1024 * 1024) };
+      const result = await runInWorker(workers, job, limits, ctx, logs);
+      return { outputs: { result, logs: logs.output() } };
+    },
+  };
+}
 
-function sourceOf(params: Params): Source {
+function sourceOf(params: Params): SandboxSource {
   const code = params.code;
   const fileSource = params.file_source;
   const file = optString(KIND, params, "file");
@@ -123,202 +124,154 @@ function inputJson(params: Params): string {
   }
 }
 
-function limitsOf(params: Params, ctx: StepContext): Limits {
+function limitsOf(params: Params, ctx: StepContext, caps: FunctionCaps): Limits {
   const own = optDurationMs(KIND, params, "timeout");
-  const candidates = [own, ctx.timeoutMs].filter((t): t is number => typeof t === "number" && t > 0);
-  const timeoutMs = candidates.length > 0 ? Math.min(...candidates) : FUNCTION_DEFAULT_TIMEOUT_MS;
-  const memoryMb = optNumber(KIND, params, "memory_mb", { min: 1, max: MAX_MEMORY_MB }) ?? FUNCTION_DEFAULT_MEMORY_MB;
-  return { timeoutMs, memoryBytes: Math.floor(memoryMb * 1024 * 1024) };
-}
-
-/** Why execution stopped from outside, if it did. */
-type Stop = { why: "timeout" } | { why: "aborted" } | undefined;
-
-async function runInSandbox(source: Source, input: string, limits: Limits, ctx: StepContext, logs: Logs): Promise<unknown> {
-  const quickjs = await newQuickJSWASMModule();
-  if (ctx.signal.aborted) throw abortError(ctx.signal.reason);
-  const runtime = quickjs.newRuntime();
-  const handles: QuickJSHandle[] = [];
-  let vm: QuickJSContext | undefined;
-  let stop: Stop;
-  const own = <T extends QuickJSHandle>(h: T): T => {
-    handles.push(h);
-    return h;
+  const asked = [own, ctx.timeoutMs].filter((t): t is number => typeof t === "number" && t > 0);
+  const wantedMs = asked.length > 0 ? Math.min(...asked) : DEFAULT_TIMEOUT_MS;
+  const ownMb = optNumber(KIND, params, "memory_mb", { min: 1 });
+  const wantedMb = ownMb ?? DEFAULT_MEMORY_MB;
+  if (own !== undefined && own > caps.timeoutMs) lowered(ctx.logger, ctx.stepId, "timeout", own, caps.timeoutMs);
+  if (ownMb !== undefined && ownMb > caps.memoryMb) lowered(ctx.logger, ctx.stepId, "memory_mb", ownMb, caps.memoryMb);
+  return {
+    timeoutMs: Math.min(wantedMs, caps.timeoutMs),
+    memoryMb: Math.min(wantedMb, caps.memoryMb),
+    capped: { timeout: wantedMs > caps.timeoutMs, memory: wantedMb > caps.memoryMb },
   };
-  try {
-    runtime.setMemoryLimit(limits.memoryBytes);
-    runtime.setMaxStackSize(MAX_STACK_BYTES);
-    const deadline = Date.now() + limits.timeoutMs;
-    runtime.setInterruptHandler(() => {
-      if (ctx.signal.aborted) stop = { why: "aborted" };
-      else if (Date.now() >= deadline) stop = { why: "timeout" };
-      return stop !== undefined;
+}
+
+function lowered(logger: Logger, step: string, parameter: string, asked: number, cap: number): void {
+  logger.warn("function step asks for more than the server allows: the server's cap applies", { step, parameter, asked, cap });
+}
+
+/**
+ * Worker threads for sandboxes. One is kept warm (its QuickJS loaded) between steps and does
+ * not keep the process alive; a step that finds none starts one.
+ */
+class SandboxWorkers {
+  private warm: Worker | undefined;
+
+  take(): Worker {
+    const worker = this.warm ?? this.start();
+    this.warm = undefined;
+    worker.ref();
+    return worker;
+  }
+
+  /** Back from a step that ended cleanly: kept warm, unless one already is. */
+  give(worker: Worker): void {
+    if (this.warm) {
+      void worker.terminate();
+      return;
+    }
+    worker.unref();
+    this.warm = worker;
+  }
+
+  private start(): Worker {
+    const worker = spawnSandboxWorker();
+    // A worker that dies while warm is forgotten; one that dies during a step is reported by
+    // that step. This listener also keeps a worker's error from becoming the process's.
+    worker.on("error", () => undefined);
+    worker.once("exit", () => {
+      if (this.warm === worker) this.warm = undefined;
     });
-    const context = runtime.newContext();
-    vm = context;
-
-    const fail = (error: QuickJSHandle): never => {
-      throw sandboxError(context, error, stop, limits, ctx, logs);
-    };
-    const unwrap = (r: ReturnType<QuickJSContext["evalCode"]>): QuickJSHandle => {
-      if (r.error) {
-        own(r.error);
-        return fail(r.error);
-      }
-      return own(r.value);
-    };
-
-    // The prelude: console → logs, and untouchable parse/serialise helpers.
-    const log = own(
-      context.newFunction("log", (levelH, textH) => {
-        const level = context.getString(levelH);
-        const text = context.getString(textH);
-        logs.add(level, text);
-        ctx.logger.debug("function console output", { step: ctx.stepId, level, text: text.slice(0, 1000) });
-      }),
-    );
-    const preludeFn = unwrap(context.evalCode(PRELUDE, "<prelude>", { type: "global" }));
-    const helpers = unwrap(context.callFunction(preludeFn, context.undefined, log));
-    const parse = own(context.getProp(helpers, "parse"));
-    const serialise = own(context.getProp(helpers, "serialise"));
-    const inputH = unwrap(context.callFunction(parse, context.undefined, own(context.newString(input))));
-
-    // The function to call.
-    let fn: QuickJSHandle;
-    if (source.mode === "code") {
-      fn = unwrap(context.evalCode(`(async function (input) {${source.text}\n})`, source.filename, { type: "global" }));
-    } else {
-      const ns = settle(context, runtime, unwrap(context.evalCode(source.text, source.filename, { type: "module" })), own, fail);
-      const def = own(context.getProp(ns, "default"));
-      if (context.typeof(def) === "function") fn = def;
-      else {
-        const main = own(context.getProp(ns, "main"));
-        if (context.typeof(main) !== "function") {
-          throw new NonRetriableError("SANDBOX_ERROR", `${source.filename}: the module exports neither a default function nor a function 'main'`, {
-            file: source.filename,
-          });
-        }
-        fn = main;
-      }
-    }
-
-    const returned = unwrap(context.callFunction(fn, context.undefined, inputH));
-    const value = settle(context, runtime, returned, own, fail);
-    const text = context.getString(unwrap(context.callFunction(serialise, context.undefined, value)));
-    if (text.startsWith("!")) {
-      throw new NonRetriableError("SANDBOX_ERROR", `the function's result is not JSON: ${text.slice(1)}`, { logs: logs.output() });
-    }
-    return JSON.parse(text.slice(1)) as unknown;
-  } catch (err) {
-    if (err instanceof SluiceError) throw err;
-    // The host's own limits (a RangeError from deep native recursion, a WebAssembly trap).
-    if (stop?.why === "aborted") throw abortError(ctx.signal.reason);
-    if (stop?.why === "timeout") throw timeoutError(limits, logs);
-    const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-    if (/out of memory|memory access out of bounds|Cannot enlarge memory/i.test(message)) throw memoryError(limits, logs);
-    throw new NonRetriableError("SANDBOX_ERROR", `the sandbox failed: ${message}`, { logs: logs.output() });
-  } finally {
-    for (const h of handles.reverse()) {
-      try {
-        if (h.alive) h.dispose();
-      } catch {
-        // A handle of a runtime that ran out of memory may not free cleanly; the module is discarded anyway.
-      }
-    }
-    try {
-      vm?.dispose();
-      runtime.dispose();
-    } catch {
-      // As above: this WebAssembly module is never used again.
-    }
+    return worker;
   }
 }
 
-/** Runs pending jobs until `handle` (a promise or a plain value) settles; returns its value. */
-function settle(
-  context: QuickJSContext,
-  runtime: QuickJSRuntime,
-  handle: QuickJSHandle,
-  own: <T extends QuickJSHandle>(h: T) => T,
-  fail: (error: QuickJSHandle) => never,
-): QuickJSHandle {
-  let state = context.getPromiseState(handle);
-  while (state.type === "pending") {
-    const jobs = runtime.executePendingJobs();
-    if (jobs.error) {
-      own(jobs.error);
-      fail(jobs.error);
-    }
-    const ran = jobs.value;
-    state = context.getPromiseState(handle);
-    if (state.type === "pending" && ran === 0) {
-      throw new NonRetriableError(
-        "SANDBOX_ERROR",
-        "the function returned a promise that never settles (the sandbox has no timers and no I/O to wait for)",
-      );
-    }
-  }
-  if (state.type === "rejected") {
-    own(state.error);
-    return fail(state.error);
-  }
-  if (state.notAPromise) return handle;
-  return own(state.value);
+/**
+ * The worker gets no `resourceLimits`: QuickJS's own limit is the memory cap. A V8 heap limit on
+ * the worker is no safety net: when it is reached while the WebAssembly memory grows, V8 aborts
+ * the whole process, not the worker (a large input did that).
+ *
+ * The worker's entry is the compiled function-worker.js beside this module (dist/). When this
+ * module runs from its TypeScript source (the tests run src/ through vitest), there is only
+ * function-worker.ts: a bootstrap loads it through tsx (a devDependency), whose ESM API it finds
+ * through tsx's package exports (Node 20's require.resolve knows only the CommonJS build, and
+ * tsx's global hooks do not reach worker threads).
+ */
+function spawnSandboxWorker(): Worker {
+  if (!import.meta.url.endsWith(".ts")) return new Worker(new URL("./function-worker.js", import.meta.url));
+  const entry = JSON.stringify(new URL("./function-worker.ts", import.meta.url).href);
+  const boot = `
+    const { createRequire } = await import("node:module");
+    const { pathToFileURL } = await import("node:url");
+    const require = createRequire(${entry});
+    const manifest = require.resolve("tsx/package.json");
+    const api = new URL(require(manifest).exports["./esm/api"].import.default, pathToFileURL(manifest));
+    const { tsImport } = await import(api.href);
+    await tsImport(${entry}, ${entry});`;
+  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`));
+}
+
+/** Runs one job in a worker: its reply, or the limit that stopped it. */
+function runInWorker(workers: SandboxWorkers, job: SandboxJob, limits: Limits, ctx: StepContext, logs: Logs): Promise<unknown> {
+  const worker = workers.take();
+  return new Promise((resolve, reject) => {
+    let done = false;
+    /** Ends the step once; a worker that did not end its job cleanly is terminated, never reused. */
+    const finish = (clean: boolean, outcome: () => void): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      ctx.signal.removeEventListener("abort", onAbort);
+      worker.off("message", onMessage);
+      worker.off("error", onError);
+      worker.off("exit", onExit);
+      if (clean) workers.give(worker);
+      else void worker.terminate();
+      outcome();
+    };
+    const timer = setTimeout(() => finish(false, () => reject(timeoutError(limits, logs))), limits.timeoutMs);
+    const onAbort = (): void => finish(false, () => reject(abortError(ctx.signal.reason)));
+    const onMessage = (reply: SandboxReply): void => {
+      switch (reply.type) {
+        case "log":
+          logs.lines.push(reply.line);
+          ctx.logger.debug("function console output", { step: ctx.stepId, level: reply.level, text: reply.text.slice(0, 1000) });
+          return;
+        case "dropping":
+          logs.dropped = "some";
+          return;
+        case "result":
+          logs.dropped = reply.dropped;
+          return finish(true, () => resolve(JSON.parse(reply.json) as unknown));
+        case "error":
+          logs.dropped = reply.dropped;
+          return finish(true, () => reject(new NonRetriableError("SANDBOX_ERROR", reply.message, { ...reply.details, logs: logs.output() })));
+        case "memory":
+          // The module that ran out is discarded by the worker, but a fresh worker costs little.
+          logs.dropped = reply.dropped;
+          return finish(false, () => reject(memoryError(limits, logs)));
+        default:
+          return assertNever(reply, "sandbox reply");
+      }
+    };
+    const onError = (err: Error): void =>
+      finish(false, () => reject(new NonRetriableError("SANDBOX_ERROR", `the sandbox failed: ${err.message}`, { logs: logs.output() })));
+    const onExit = (exitCode: number): void =>
+      finish(false, () => reject(new NonRetriableError("SANDBOX_ERROR", `the sandbox's worker stopped (exit code ${exitCode})`, { logs: logs.output() })));
+    ctx.signal.addEventListener("abort", onAbort, { once: true });
+    worker.on("message", onMessage);
+    worker.on("error", onError);
+    worker.on("exit", onExit);
+    worker.postMessage(job);
+  });
 }
 
 function timeoutError(limits: Limits, logs: Logs): NonRetriableError {
-  return new NonRetriableError("SANDBOX_TIMEOUT", `the function ran longer than its time limit of ${limits.timeoutMs} ms`, {
+  const cap = limits.capped.timeout ? " (the server's cap, SLUICE_FUNCTION_MAX_TIMEOUT)" : "";
+  return new NonRetriableError("SANDBOX_TIMEOUT", `the function ran longer than its time limit of ${limits.timeoutMs} ms${cap}`, {
     timeout_ms: limits.timeoutMs,
     logs: logs.output(),
   });
 }
 
 function memoryError(limits: Limits, logs: Logs): NonRetriableError {
-  const mb = Math.round((limits.memoryBytes / 1024 / 1024) * 100) / 100;
-  return new NonRetriableError("SANDBOX_MEMORY", `the function used more than its memory limit of ${mb} MB`, {
+  const mb = Math.round(limits.memoryMb * 100) / 100;
+  const cap = limits.capped.memory ? " (the server's cap, SLUICE_FUNCTION_MAX_MEMORY_MB)" : "";
+  return new NonRetriableError("SANDBOX_MEMORY", `the function used more than its memory limit of ${mb} MB${cap}`, {
     memory_mb: mb,
     logs: logs.output(),
   });
-}
-
-/** The error a JS exception in the sandbox stands for. */
-function sandboxError(context: QuickJSContext, error: QuickJSHandle, stop: Stop, limits: Limits, ctx: StepContext, logs: Logs): SluiceError {
-  let dumped: unknown;
-  let dumpFailed = false;
-  try {
-    dumped = context.dump(error);
-  } catch {
-    dumpFailed = true; // an exception that cannot even be read: the runtime is out of memory
-  }
-  if (dumpFailed) return stop?.why === "aborted" ? abortError(ctx.signal.reason) : stop ? timeoutError(limits, logs) : memoryError(limits, logs);
-  const e = (dumped !== null && typeof dumped === "object" ? dumped : {}) as { name?: unknown; message?: unknown; stack?: unknown };
-  const name = typeof e.name === "string" ? e.name : undefined;
-  const message = typeof e.message === "string" ? e.message : undefined;
-  if (name === "InternalError" && message === "interrupted") {
-    return stop?.why === "aborted" ? abortError(ctx.signal.reason) : timeoutError(limits, logs);
-  }
-  if (name === "InternalError" && (message === "out of memory" || message === "string too long" || message === "array too long")) {
-    return memoryError(limits, logs);
-  }
-
-  if (name !== undefined && message !== undefined) {
-    const stack = typeof e.stack === "string" ? e.stack.split("\n").map((l) => l.trim()).filter(Boolean) : [];
-    const frame = stack.find((l) => !l.includes("<prelude>")) ?? "";
-    // "at f (function.js:2:30)" or "at function.js:1:8": keep the location.
-    const where = /\(([^()]*:\d+:\d+)\)$/.exec(frame)?.[1] ?? /^at (\S+:\d+:\d+)$/.exec(frame)?.[1] ?? "";
-    const summary = `${name}: ${message}${where ? ` (${where})` : ""}`;
-    return new NonRetriableError("SANDBOX_ERROR", summary, {
-      name,
-      message,
-      stack: stack.slice(0, MAX_STACK_LINES).join("\n"),
-      logs: logs.output(),
-    });
-  }
-  let shown: string;
-  try {
-    shown = JSON.stringify(dumped) ?? String(dumped);
-  } catch {
-    shown = String(dumped);
-  }
-  return new NonRetriableError("SANDBOX_ERROR", `the function threw ${shown.slice(0, 500)}`, { thrown: dumped, logs: logs.output() });
 }

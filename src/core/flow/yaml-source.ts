@@ -1,11 +1,14 @@
 /**
  * YAML with positions: parse with the `yaml` Document API and a line counter, turn every
- * problem into a Diagnostic, and map JSON pointers back to lines and columns.
+ * problem into a Diagnostic, and map JSON pointers back to lines and columns. A file over
+ * MAX_FLOW_FILE_BYTES is refused before it is parsed.
  */
 import { LineCounter, isAlias, isMap, isPair, isScalar, isSeq, parseAllDocuments, type Document, type Node } from "yaml";
 import type { Diagnostic } from "./types.js";
 
 export const MAX_ALIAS_COUNT = 100;
+/** The largest flow or config file Sluice reads: parsing costs grow with the file, and no flow needs more. */
+export const MAX_FLOW_FILE_BYTES = 1024 * 1024;
 
 export interface Position {
   line: number;
@@ -24,7 +27,37 @@ export function escapePointer(segment: string | number): string {
   return String(segment).replace(/~/g, "~0").replace(/\//g, "~1");
 }
 
+/** The bytes of `text` in UTF-8, counted without encoding it. */
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 4; // a surrogate pair: one code point beyond the BMP
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/** FLOW_TOO_LARGE for a file of `bytes`, at its first line: the file as a whole is the problem. */
+export function flowTooLarge(bytes: number, file?: string): Diagnostic {
+  return {
+    severity: "error",
+    code: "FLOW_TOO_LARGE",
+    message: `the file is ${bytes} bytes, more than the ${MAX_FLOW_FILE_BYTES} bytes (1 MiB) a flow or config file may have: it was not parsed`,
+    ...(file ? { file } : {}),
+    line: 1,
+    column: 1,
+    pointer: "",
+  };
+}
+
 export function parseYamlSource(text: string, file?: string): YamlSource {
+  const bytes = utf8Length(text);
+  if (bytes > MAX_FLOW_FILE_BYTES) return { value: undefined, diagnostics: [flowTooLarge(bytes, file)], position: () => ({ line: 1, column: 1 }) };
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   const diagnostics: Diagnostic[] = [];

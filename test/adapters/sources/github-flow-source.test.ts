@@ -1,10 +1,17 @@
 /** The GitHub flow source and the people lookups, against the GitHub simulator. */
+import { createHash } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { personOf, permissionOf, teamsOf } from "../../../src/adapters/github/people.js";
 import { GitHubFlowSource, ShaCache } from "../../../src/adapters/sources/github-flow-source.js";
+import { MAX_FLOW_FILE_BYTES } from "../../../src/core/flow/yaml-source.js";
 import { startGitHub, type GitHubFixture } from "../../github/fixtures.js";
 
 let gh: GitHubFixture;
+
+/** The SHA git gives a blob: what GitHub's blob API is asked for. */
+function blobSha(text: string): string {
+  return createHash("sha1").update(`blob ${Buffer.byteLength(text)}\0`).update(text).digest("hex");
+}
 const repo = "acme/widgets";
 
 beforeAll(async () => {
@@ -40,11 +47,11 @@ describe("GitHubFlowSource", () => {
     gh.sim.pushCommit(repo, "main", { ".github/flows/a.yml": "name: a2\n", ".github/sluice.yml": null });
     const second = gh.sim.branchSha(repo, "main")!;
     expect(await source.flowFiles(first)).toEqual([
-      { path: ".github/flows/a.yml", text: "name: a\n" },
-      { path: ".github/flows/b.yaml", text: "name: b\n" },
+      { path: ".github/flows/a.yml", text: "name: a\n", size: 8 },
+      { path: ".github/flows/b.yaml", text: "name: b\n", size: 8 },
     ]);
-    expect((await source.flowFiles(second))[0]).toEqual({ path: ".github/flows/a.yml", text: "name: a2\n" });
-    expect(await source.configFile(first)).toEqual({ path: ".github/sluice.yml", text: "connections: {}\n" });
+    expect((await source.flowFiles(second))[0]).toEqual({ path: ".github/flows/a.yml", text: "name: a2\n", size: 9 });
+    expect(await source.configFile(first)).toEqual({ path: ".github/sluice.yml", text: "connections: {}\n", size: 16 });
     expect(await source.configFile(second)).toBeUndefined();
     expect(await source.readFile(first, ".github/flows/lib/util.js")).toBe("export default 1;\n");
     expect(await source.readFile(first, "src")).toBeUndefined();
@@ -64,6 +71,23 @@ describe("GitHubFlowSource", () => {
     await two.flowFiles(sha);
     await two.configFile(sha);
     expect(gh.sim.requests.length - before).toBe(calls);
+  });
+
+  it("does not download a flow or config file over 1 MiB: it comes with its size and no text", async () => {
+    const source = new GitHubFlowSource(repo, gh.githubApi(), new ShaCache());
+    const big = `name: big\n${"#".repeat(MAX_FLOW_FILE_BYTES)}\n`; // 1 MiB + 11 bytes
+    const edge = `name: edge\n${"#".repeat(MAX_FLOW_FILE_BYTES - 12)}\n`; // exactly 1 MiB
+    const { sha } = gh.sim.pushCommit(repo, "large", { ".github/flows/big.yml": big, ".github/flows/edge.yml": edge, ".github/sluice.yml": big });
+    const before = gh.sim.requests.length;
+    const files = await source.flowFiles(sha);
+    expect(files.find((f) => f.path.endsWith("big.yml"))).toEqual({ path: ".github/flows/big.yml", text: "", size: MAX_FLOW_FILE_BYTES + 11 });
+    expect(files.find((f) => f.path.endsWith("edge.yml"))).toEqual({ path: ".github/flows/edge.yml", text: edge, size: MAX_FLOW_FILE_BYTES });
+    expect(await source.configFile(sha)).toEqual({ path: ".github/sluice.yml", text: "", size: MAX_FLOW_FILE_BYTES + 11 });
+    const blobs = gh.sim.requests.slice(before).filter((r) => r.path.includes("/git/blobs/")).map((r) => r.path.split("/").pop());
+    expect(blobs).toContain(blobSha(edge));
+    expect(blobs).not.toContain(blobSha(big));
+    // A function's module is no flow: readFile reads it whatever its size.
+    expect(await source.readFile(sha, ".github/flows/big.yml")).toBe(big);
   });
 
   it("says so when the repository is not visible, and when GitHub fails", async () => {

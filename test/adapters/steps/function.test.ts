@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { functionExecutor } from "../../../src/adapters/steps/function.js";
+import { createFunctionExecutor } from "../../../src/adapters/steps/function.js";
 import { NonRetriableError, SluiceError } from "../../../src/core/errors.js";
 import type { Logger } from "../../../src/ports/step-executor.js";
 import { makeStepContext, type LogLine } from "../../support/step-context.js";
+
+const functionExecutor = createFunctionExecutor();
 
 async function run(params: Record<string, unknown>, extra: Parameters<typeof makeStepContext>[0] = {}) {
   return (await functionExecutor.execute(params, makeStepContext(extra))).outputs;
@@ -147,6 +149,34 @@ describe("function step", () => {
       expect(err.code).toBe("SANDBOX_MEMORY");
     });
 
+    it("runs functions side by side: a quick one ends while a runaway one spins", async () => {
+      const order: string[] = [];
+      const stop = new AbortController();
+      let spinning: () => void = () => undefined;
+      const started = new Promise<void>((r) => (spinning = r));
+      const logger: Logger = { debug: () => spinning(), info: () => undefined, warn: () => undefined, error: () => undefined };
+      const code = "console.log('spinning'); for (;;) {}";
+      const spinner = functionExecutor.execute({ code, timeout: "20s" }, makeStepContext({ signal: stop.signal, logger })).catch((e: SluiceError) => {
+        order.push(`spinner ${e.code}`);
+      });
+      await started;
+      const quick = await functionExecutor.execute({ code: "return 'quick'" }, makeStepContext());
+      order.push(`quick ${String(quick.outputs.result)}`);
+      stop.abort();
+      await spinner;
+      expect(order).toEqual(["quick quick", "spinner STEP_ABORTED"]);
+    });
+
+    it("refuses an input larger than the memory limit with SANDBOX_MEMORY, and the process lives on", async () => {
+      const limited = createFunctionExecutor({ timeoutMs: 30_000, memoryMb: 1 });
+      const err = await limited.execute({ code: "return input.length", input: "x".repeat(80_000_000) }, makeStepContext()).then(
+        () => undefined,
+        (e: unknown) => e as SluiceError,
+      );
+      expect(err?.code).toBe("SANDBOX_MEMORY");
+      expect((await limited.execute({ code: "return 'still here'" }, makeStepContext())).outputs.result).toBe("still here");
+    });
+
     it("lets a modest allocation through under the default limit", async () => {
       const out = await run({ code: "const a = new Array(100000).fill(0).map((_, i) => i); return a.length" });
       expect(out.result).toBe(100000);
@@ -271,7 +301,8 @@ describe("function step", () => {
         { file: "scripts/x.js" },
         { code: "return 1", timeout: "soon" },
         { code: "return 1", memory_mb: 0 },
-        { code: "return 1", memory_mb: 4096 },
+        { code: "return 1", memory_mb: -1 },
+        { code: "return 1", memory_mb: "lots" },
         { code: "return 1", input: { big: 10n } },
       ]) {
         const err = await failure(params as Record<string, unknown>);

@@ -199,7 +199,7 @@ describe("flow schema covers SPEC §2", () => {
 
     const wait = kind("wait").properties as Schema;
     expect(keysOf(flowSchema, wait.approval as Schema)).toEqual(
-      ["allow_self_approval", "approvers", "escalate", "evidence", "on_timeout", "pull_request", "summary", "timeout", "title"],
+      ["allow_self_approval", "approvers", "covers", "escalate", "evidence", "on_timeout", "pull_request", "summary", "timeout", "title"],
     );
     expect(keysOf(flowSchema, wait.callback as Schema)).toEqual(["schema", "timeout"]);
     expect(keysOf(flowSchema, wait.event as Schema)).toEqual(["github", "timeout"]);
@@ -214,7 +214,7 @@ describe("flow schema covers SPEC §2", () => {
     expect(keysOf(flowSchema, kv.incr as Schema)).toEqual(["by", "key"]);
     const gh = kind("github").properties as Schema;
     expect(keysOf(flowSchema, gh.create_pull_request as Schema)).toEqual(["base", "body", "branch", "files", "title"]);
-    expect(keysOf(flowSchema, gh.merge_pull_request as Schema)).toEqual(["method", "number"]);
+    expect(keysOf(flowSchema, gh.merge_pull_request as Schema)).toEqual(["method", "number", "sha"]);
     expect(keysOf(flowSchema, gh.comment as Schema)).toEqual(["body", "issue"]);
     expect(keysOf(flowSchema, gh.create_issue as Schema)).toEqual(["assignees", "body", "labels", "title"]);
     expect(keysOf(flowSchema, gh.add_labels as Schema)).toEqual(["issue", "labels"]);
@@ -232,7 +232,7 @@ describe("config schema covers SPEC §3", () => {
       ["postgres", "sqlite", "llm", "ssh", "webhook", "http", "github", "search"],
     );
     expect(keysOf(configSchema, at(configSchema, ["properties", "policy"]))).toEqual(
-      ["allow", "approvers", "auto_approve", "deny", "drafts", "require_approval"],
+      ["allow", "allow_self_approval", "approvers", "auto_approve", "deny", "drafts", "require_approval"],
     );
     expect(keysOf(configSchema, at(configSchema, ["properties", "policy", "properties", "deny"]))).toEqual(["http", "ssh"]);
   });

@@ -61,7 +61,7 @@ describe("a run with a gate and a callback", () => {
     expect(data.gate).toMatchObject({ step: "review", min: 1, approvals: [], approvers: { users: ["bob", "carol"] } });
   });
 
-  it("refuses an approval from someone not listed, and from the trigger actor, changing nothing", () => {
+  it("refuses an approval from someone not listed, and from the trigger actor: journaled, nothing else changes", () => {
     const before = run(["runs", "events", id, "--json"]).json.data.events.length;
     const stranger = run(["approve", id, "--as", "mallory", "--json"]);
     expect(stranger.code).toBe(1);
@@ -69,7 +69,12 @@ describe("a run with a gate and a callback", () => {
     const self = run(["approve", id, "--json"]);
     expect(self.json.error).toMatchObject({ code: "APPROVAL_NOT_ELIGIBLE" });
     expect(self.json.error.message).toMatch(/alice triggered this run/);
-    expect(run(["runs", "events", id, "--json"]).json.data.events.length).toBe(before);
+    const events = run(["runs", "events", id, "--json"]).json.data.events;
+    expect(events.slice(before).map((e: { type: string; login: string; reason: string }) => [e.type, e.login, e.reason])).toEqual([
+      ["approval_refused", "mallory", "not_eligible"],
+      ["approval_refused", "alice", "self"],
+    ]);
+    expect(run(["runs", "show", id, "--json"]).json.data).toMatchObject({ status: "waiting", gate: { approvals: [] } });
   });
 
   it("gates explain says who may approve and the quorum", () => {
@@ -121,7 +126,8 @@ describe("a run with a gate and a callback", () => {
   it("the journal records every event in order; kv shows the written value", () => {
     const events = run(["runs", "events", id, "--json"]).json.data.events.map((e: { type: string }) => e.type);
     expect(events).toEqual([
-      "run_created", "run_started", "step_started", "step_succeeded", "gate_opened", "approval_received",
+      "run_created", "run_started", "step_started", "step_succeeded", "gate_opened",
+      "approval_refused", "approval_refused", "approval_refused", "approval_received",
       "step_succeeded", "wait_started", "callback_received", "step_succeeded", "run_completed",
     ]);
     expect(run(["kv", "get", "counter", "--json"]).json.data).toMatchObject({ key: "counter", value: 2, version: 1 });

@@ -185,6 +185,7 @@ outputs:
     const draft = await cli(["run", "peek", "--ref", "draft"]);
     expect(draft.json.data).toMatchObject({ status: "succeeded", release: { kind: "draft" }, outputs: { seen: null } });
     expect((await cli(["kv", "get", "shared"])).json.data.value).toBe("live");
+    expect((await cli(["kv", "get", "shared", "--draft"])).json.data.value).toBe("draft");
   });
 
   it("a draft's concurrency group is its own: it cannot cancel a live run", async () => {

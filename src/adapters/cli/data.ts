@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { loadRelease } from "../../app/releases.js";
 import type { Local } from "../../app/local.js";
 import { SluiceError } from "../../core/errors.js";
+import { kvNamespace } from "../../core/namespaces.js";
 import { parseDuration } from "../../core/flow/duration.js";
 import { EXIT, table, usage, type Io, type Report } from "./output.js";
 
@@ -72,9 +73,9 @@ function kvData(key: string, entry: { value: unknown; version: number; expiresAt
   return { key, value: entry?.value ?? null, version: entry?.version ?? 0, expires_at: entry?.expiresAt ? new Date(entry.expiresAt).toISOString() : null };
 }
 
-export async function kvCommand(local: Local, sub: string | undefined, args: string[], opts: { ttl?: string; ifVersion?: string }): Promise<Report> {
+export async function kvCommand(local: Local, sub: string | undefined, args: string[], opts: { ttl?: string; ifVersion?: string; draft?: boolean }): Promise<Report> {
   const store = local.store;
-  const ns = local.source.repo;
+  const ns = kvNamespace(local.source.repo, opts.draft ? "draft" : "live");
   const now = Date.now();
   switch (sub) {
     case "get": {
@@ -117,7 +118,7 @@ export async function kvCommand(local: Local, sub: string | undefined, args: str
       };
     }
     default:
-      throw usage("sluice kv get <key> | set <key> <value> [--ttl 10m] [--if-version N] | list [prefix]");
+      throw usage("sluice kv get <key> | set <key> <value> [--ttl 10m] [--if-version N] | list [prefix]  (--draft: the drafts' namespace)");
   }
 }
 

@@ -20,7 +20,7 @@ usage: sluice <command> [--json]
   gates list | gates explain <run>
   callback <run> <step> [--body JSON]
   resources get <ref> [-o FILE]
-  kv get <key> | kv set <key> <value> [--ttl D] [--if-version N] | kv list [prefix]
+  kv get <key> | kv set <key> <value> [--ttl D] [--if-version N] | kv list [prefix]   (--draft: drafts' namespace)
   secrets set NAME | secrets list
   worker [--once] [--poll 1s]            timers, retries, detached runs
   serve                                  the GitHub App server
@@ -50,7 +50,7 @@ const OPTIONS: Record<string, ParseArgsConfig["options"]> = {
   gates: {},
   callback: { body: { type: "string" } },
   resources: { output: { type: "string", short: "o" } },
-  kv: { ttl: { type: "string" }, "if-version": { type: "string" } },
+  kv: { ttl: { type: "string" }, "if-version": { type: "string" }, draft: { type: "boolean" } },
   secrets: {},
   worker: { once: { type: "boolean" }, poll: { type: "string" } },
   serve: {},
@@ -200,7 +200,7 @@ async function dispatch(command: string, args: string[], v: Values, io: Io, need
       if (args[0] !== "get" || !args[1]) throw usage("sluice resources get <ref> [-o FILE]");
       return resourcesGet(await needLocal(), args[1], str(v.output));
     case "kv":
-      return kvCommand(await needLocal(), args[0], args.slice(1), { ...(str(v.ttl) ? { ttl: str(v.ttl) } : {}), ...(str(v["if-version"]) ? { ifVersion: str(v["if-version"]) } : {}) });
+      return kvCommand(await needLocal(), args[0], args.slice(1), { ...(str(v.ttl) ? { ttl: str(v.ttl) } : {}), ...(str(v["if-version"]) ? { ifVersion: str(v["if-version"]) } : {}), draft: v.draft === true });
     case "secrets":
       return secretsCommand(await needLocal(), args[0], args.slice(1), io);
     case "worker":

@@ -101,12 +101,13 @@ export async function validateDraft(deps: GitHubDeps, api: GitHubApi, repo: stri
 
 /** Updates the app's comment that carries the marker, or creates it. */
 export async function upsertSticky(deps: GitHubDeps, api: GitHubApi, repo: string, issue: number, body: string): Promise<void> {
-  const me = await deps.installations.bot().catch(() => undefined);
+  // Only the app's own comment is the sticky one: another bot's (or a person's) copy of the marker is not.
+  const me = await deps.installations.bot();
   const comments = await listAll<{ id: number; body?: string; user?: { login?: string; type?: string } }>(api, "GET /repos/{owner}/{repo}/issues/{issue_number}/comments", {
     ...splitRepo(repo),
     issue_number: issue,
   });
-  const mine = comments.find((c) => (c.body ?? "").includes(STICKY_MARKER) && (me ? c.user?.login === me.login : c.user?.type === "Bot"));
+  const mine = comments.find((c) => (c.body ?? "").includes(STICKY_MARKER) && c.user?.login === me.login);
   if (mine) {
     if (mine.body !== body) await api.request("PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}", { ...splitRepo(repo), comment_id: mine.id, body });
     return;

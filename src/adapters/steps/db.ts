@@ -3,9 +3,12 @@
  * SQLite (`better-sqlite3`; the connection's `path`, relative to the working directory).
  *
  * - Values are bound to `$1, $2, …` placeholders, never interpolated (SQLite gets `?1, ?2, …`).
- * - A query `isReadQuery` classifies as a read (SELECT, WITH … SELECT, EXPLAIN) runs in a READ
- *   ONLY transaction (PostgreSQL) or on a read-only handle (SQLite): the policy lets reads run
- *   without approval, and this is what makes that safe.
+ * - A step the engine runs as a read (`ctx.effect`, from `isReadQuery`) is first put to the
+ *   database itself: PostgreSQL's function volatility (./pg-effect.ts) or SQLite's
+ *   `Statement#readonly`. If the query can change state, nothing runs and the step fails with
+ *   EffectIsWriteError, which makes the engine gate it as a write. A read then runs in a READ
+ *   ONLY transaction (PostgreSQL) or on a read-only handle (SQLite), as a second line of
+ *   defence. A write (approved) runs in an ordinary transaction.
  * - At most `max_rows` rows (default 1000) are returned; more set `truncated: true`. PostgreSQL
  *   rows are fetched from a portal with a row limit, so a huge result is never read in full.
  * - The step's timeout is the statement timeout; a timeout or an abort cancels the statement on
@@ -16,13 +19,11 @@ import { createRequire } from "node:module";
 import { isAbsolute, resolve as resolvePath } from "node:path";
 import { spawn } from "node:child_process";
 import pg from "pg";
-import { NonRetriableError, SluiceError } from "../../core/errors.js";
-import { isReadQuery } from "../../core/policy/sql.js";
+import { EffectIsWriteError, NonRetriableError, SluiceError } from "../../core/errors.js";
 import type { ResolvedConnection, StepExecutor } from "../../ports/step-executor.js";
 import { timeoutError, withDeadline, type Deadline } from "./deadline.js";
 import { optNumber, paramError, reqString, typeName } from "./params.js";
-
-export { isReadQuery };
+import { postgresVerdict } from "./pg-effect.js";
 
 const KIND = "db";
 export const DEFAULT_MAX_ROWS = 1000;
@@ -43,7 +44,7 @@ export const dbExecutor: StepExecutor = {
     const values = params.params ?? [];
     if (!Array.isArray(values)) throw paramError(KIND, "params", `must be a list of values for $1, $2, …, not ${typeName(values)}`);
     const maxRows = optNumber(KIND, params, "max_rows", { min: 1, integer: true }) ?? DEFAULT_MAX_ROWS;
-    const readOnly = isReadQuery(sql);
+    const readOnly = ctx.effect === "read";
     return withDeadline(ctx, async (deadline) => {
       let out: QueryOutcome;
       if (conn.type === "postgres") out = await runPostgres(conn, sql, values, readOnly, maxRows, deadline);
@@ -95,6 +96,15 @@ async function runPostgres(
     throw connectError(conn.name, err);
   }
   try {
+    if (readOnly) {
+      const verdict = await abortable(postgresVerdict(client, sql), deadline);
+      if (verdict.write) {
+        throw new EffectIsWriteError(`db ${conn.name}: this query can change state: ${verdict.reason}; it runs only as an approved write`, {
+          connection: conn.name,
+          functions: verdict.functions,
+        });
+      }
+    }
     await client.query(readOnly ? "BEGIN READ ONLY" : "BEGIN");
     const out = await limitedQuery(client, config, sql, values, maxRows, deadline);
     await client.query("COMMIT");
@@ -206,11 +216,10 @@ function queryError(name: string, err: unknown, readOnly: boolean, deadline: Dea
     return timeoutError(deadline.timeoutMs);
   }
   if (sqlstate === "25006") {
-    return new NonRetriableError(
-      "DB_READ_ONLY",
-      `db ${name}: ${message} (a query that reads as ${readOnly ? "a read" : "this"} runs in a read-only transaction)`,
-      details,
-    );
+    const why = readOnly
+      ? "it ran as a read, in a read-only transaction: something PostgreSQL does not mark VOLATILE tried to write"
+      : "the database or role only allows reads";
+    return new NonRetriableError("DB_READ_ONLY", `db ${name}: ${message} (${why})`, details);
   }
   if (!sqlstate) return new SluiceError("CONNECTION_FAILED", `db ${name}: the connection failed: ${message}`, details);
   if (sqlstate === "08P01") return new NonRetriableError("DB_ERROR", `db ${name}: ${message}`, details);
@@ -292,7 +301,8 @@ process.once("message", (job) => {
     // better-sqlite3 binds ?NNN parameters by name: { "1": …, "2": … }.
     const args = job.params.length === 0 ? [] : [Object.fromEntries(job.params.map((v, i) => [String(i + 1), v]))];
     if (job.readOnly && !stmt.readonly) {
-      answer = { error: { code: "SQLITE_READONLY", message: "the statement writes, but it runs on a read-only handle" } };
+      // SQLite's own verdict: this statement may write. Nothing ran; the engine gates it.
+      answer = { write: true };
     } else if (stmt.reader) {
       const rows = [];
       let truncated = false;
@@ -316,10 +326,14 @@ process.once("message", (job) => {
 
 interface SqliteAnswer {
   ok?: QueryOutcome;
+  write?: true;
   error?: { code?: string; name?: string; message: string };
 }
 
-/** Runs one SQLite statement (exported for tests of the read-only handle). */
+/**
+ * Runs one SQLite statement (exported for tests of the read-only handle). A `readOnly` run opens
+ * the file read-only and refuses, before running it, a statement SQLite says is not read-only.
+ */
 export async function runSqlite(
   conn: Pick<ResolvedConnection, "name" | "path">,
   rawSql: string,
@@ -376,6 +390,11 @@ export async function runSqlite(
     child.send(job);
   });
   if (answer.ok) return answer.ok;
+  if (answer.write) {
+    throw new EffectIsWriteError(`db ${conn.name}: SQLite says this statement can change the database; it runs only as an approved write`, {
+      connection: conn.name,
+    });
+  }
   const e = answer.error ?? { message: "unknown error" };
   const details = { connection: conn.name, sqlite_code: e.code };
   const code = e.code ?? "";

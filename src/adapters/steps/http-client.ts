@@ -1,13 +1,15 @@
 /**
  * The outbound HTTP client of the step executors: node:http/node:https with the SSRF guard
  * applied to the resolved address of every hop (the socket connects to the checked address
- * through a `lookup` hook), redirects followed by hand (at most 5), a byte limit on the
- * body, and the step's deadline signal.
+ * through a `lookup` hook), every hop requested in the URL's normal form that policy rules were
+ * matched against (core/policy/url.ts), redirects followed by hand (at most 5), a byte limit on
+ * the body, and the step's deadline signal.
  */
 import http from "node:http";
 import https from "node:https";
 import type { LookupFunction } from "node:net";
 import { NonRetriableError, RetryAfterError, SluiceError } from "../../core/errors.js";
+import { normaliseHttpUrl } from "../../core/policy/url.js";
 import { checkRequest, resolveGuarded, type ResolvedAddress, type Resolver, type SsrfOptions } from "./ssrf.js";
 
 export const DEFAULT_MAX_BYTES = 10 * 1024 * 1024;
@@ -26,6 +28,8 @@ export interface HttpCall {
   ssrf: SsrfOptions;
   /** Whether to follow a redirect with this status (default: always). */
   followRedirect?: (status: number) => boolean;
+  /** Throws to refuse following a redirect as `method` to `url` (the next hop, before any check). */
+  redirectGuard?: (method: string, url: URL) => void;
   resolver?: Resolver;
 }
 
@@ -51,6 +55,7 @@ export async function httpRequest(call: HttpCall): Promise<HttpReply> {
   for (let hop = 0; ; hop++) {
     throwIfAborted(call.signal);
     const decision = checkRequest(method, url, call.ssrf);
+    url = decision.url;
     const target = await resolveGuarded(method, url, decision, call.resolver);
     throwIfAborted(call.signal);
     const follow = (status: number): boolean => REDIRECTS.has(status) && (call.followRedirect?.(status) ?? true);
@@ -74,6 +79,7 @@ export async function httpRequest(call: HttpCall): Promise<HttpReply> {
       body = undefined;
       headers = withoutKeys(headers, ["content-type", "content-length"]);
     }
+    call.redirectGuard?.(method, next);
     if (next.origin !== url.origin) headers = withoutKeys(headers, CREDENTIAL_HEADERS);
     url = next;
   }
@@ -304,11 +310,9 @@ export function ssrfOptions(policy: { allow: { http?: string[] }; deny: { http?:
   const allowedHosts: string[] = [];
   for (const u of connectionUrls) {
     if (!u) continue;
-    try {
-      allowedHosts.push(new URL(u).host);
-    } catch {
-      // a connection URL that does not parse allows nothing
-    }
+    // In the normal form the guard compares with; a connection URL that does not parse allows nothing.
+    const n = normaliseHttpUrl(u);
+    if (n.ok) allowedHosts.push(new URL(n.url).host);
   }
   return { allowedHosts, allowRules: policy.allow.http ?? [], denyRules: policy.deny.http ?? [] };
 }

@@ -1,10 +1,16 @@
 /**
  * The `http` step: one HTTP request, guarded against SSRF, with an Idempotency-Key on every
  * request that may change state. Outputs `status`, `headers`, `body` (JSON when JSON) and `url`.
+ *
+ * It requests exactly the URL that policy classified (SPEC §4): `url` resolved under the
+ * connection's base_url (never outside it), with `query`, in its normal form (core/policy/url.ts).
+ * A step may not set `Host`. A write method that runs as a read under an allow rule follows a
+ * method-keeping redirect only to a URL an allow rule matches too.
  */
 import { NonRetriableError } from "../../core/errors.js";
-import { httpMethod, httpTarget } from "../../core/policy/effects.js";
-import type { ResolvedConnection, StepExecutor } from "../../ports/step-executor.js";
+import { HOST_HEADER_REFUSAL, httpMethod, httpTarget } from "../../core/policy/effects.js";
+import { firstHttpAllow } from "../../core/policy/patterns.js";
+import type { ResolvedConnection, StepContext, StepExecutor } from "../../ports/step-executor.js";
 import { withDeadline } from "./deadline.js";
 import {
   DEFAULT_MAX_BYTES,
@@ -34,12 +40,13 @@ export const httpExecutor: StepExecutor = {
     const rawUrl = reqString(KIND, params, "url");
     const connName = optString(KIND, params, "connection");
     const conn = connName ? ctx.connection(connName) : undefined;
-    const url = buildUrl(rawUrl, conn, params);
+    const url = targetUrl(params, conn);
     const expect = parseExpect(params.expect);
     const maxBytes = optNumber(KIND, params, "max_bytes", { min: 1, integer: true }) ?? DEFAULT_MAX_BYTES;
 
     const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(optStringMap(KIND, params, "headers"))) headers[k.toLowerCase()] = v;
+    for (const [k, v] of Object.entries(optStringMap(KIND, params, "headers"))) headers[k.trim().toLowerCase()] = v;
+    if ("host" in headers) throw new NonRetriableError("POLICY_DENIED", `${KIND}: ${HOST_HEADER_REFUSAL}`, { parameter: "headers.Host" });
     let body: string | undefined;
     if (params.body !== undefined && params.body !== null) {
       if (typeof params.body === "string") {
@@ -65,6 +72,7 @@ export const httpExecutor: StepExecutor = {
         signal: deadline.signal,
         ssrf: ssrfOptions(ctx.policy, [conn?.base_url]),
         followRedirect: (status) => !statusMatches(status, expect),
+        ...(ctx.effect === "read" && !isSafeMethod(method) ? { redirectGuard: allowedRedirects(ctx, method) } : {}),
       });
       if (!statusMatches(reply.status, expect)) throw statusError(`${method} ${rawUrl}`, reply, ctx.now());
       return {
@@ -79,41 +87,35 @@ export const httpExecutor: StepExecutor = {
   },
 };
 
-function buildUrl(raw: string, conn: ResolvedConnection | undefined, params: Params): string {
-  let text = raw;
+/**
+ * A method that writes runs ungated only because an allow rule matched its URL: a redirect that
+ * keeps such a method (307, 308) may only lead to a URL an allow rule matches too.
+ */
+function allowedRedirects(ctx: StepContext, method: string): (next: string, url: URL) => void {
+  return (next, url) => {
+    if (isSafeMethod(next) || firstHttpAllow(ctx.policy.allow.http, next, url.href)) return;
+    throw new NonRetriableError(
+      "POLICY_DENIED",
+      `${KIND}: ${method} ran as a read under policy.allow.http, but the server redirected it to ${next} ${url.href}, which no allow rule matches; not followed`,
+      { url: url.href },
+    );
+  };
+}
+
+/** The normalised URL to request (core/policy/url.ts): what policy matched is what is requested. */
+function targetUrl(params: Params, conn: ResolvedConnection | undefined): string {
   if (conn) {
     if (conn.type !== "http") {
       throw paramError(KIND, "connection", `names connection '${conn.name}' of type ${conn.type}; an http step needs type http`);
     }
     if (!conn.base_url) throw paramError(KIND, "connection", `'${conn.name}' has no base_url`);
-    const base = parseAbsolute(conn.base_url, "connection base_url");
-    text = httpTarget({ url: raw }, conn.base_url);
-    const target = parseAbsolute(text, "url");
-    if (target.origin !== base.origin) {
-      throw paramError(KIND, "url", `is absolute and leaves connection '${conn.name}' (${base.origin}); give a path relative to its base_url`);
-    }
   }
-  const url = parseAbsolute(text, "url");
   const query = params.query;
-  if (query !== undefined && query !== null) {
-    if (!isRecord(query)) throw paramError(KIND, "query", `must be a map, not ${typeName(query)}`);
-    for (const [k, v] of Object.entries(query)) {
-      for (const item of Array.isArray(v) ? v : [v]) {
-        if (item === undefined || item === null) continue;
-        if (typeof item === "object") throw paramError(KIND, `query.${k}`, "must be a string, number or boolean");
-        url.searchParams.append(k, String(item));
-      }
-    }
-  }
-  return url.href;
-}
-
-function parseAbsolute(text: string, what: string): URL {
-  try {
-    return new URL(text);
-  } catch {
-    throw new NonRetriableError("PARAM_INVALID", `${KIND}: ${what} '${text}' is not an absolute http(s) URL`, { url: text });
-  }
+  if (query !== undefined && query !== null && !isRecord(query)) throw paramError(KIND, "query", `must be a map, not ${typeName(query)}`);
+  const target = httpTarget(params, conn?.base_url, conn?.name);
+  if (target.ok) return target.url;
+  if (target.code === "POLICY_DENIED") throw new NonRetriableError("POLICY_DENIED", `${KIND}: ${target.reason}`, { url: params.url });
+  throw new NonRetriableError("PARAM_INVALID", `${KIND}: ${target.reason}`, { parameter: "url", url: params.url });
 }
 
 /** `expect`: a status (200), a class ("2xx"), or a list of them; default 2xx. */

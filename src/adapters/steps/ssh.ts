@@ -10,10 +10,13 @@
  * - `detach: true` starts the command with `nohup setsid … &` so that it outlives the session,
  *   and returns at once with `exit_code: 0` and its `pid`.
  * - stdout and stderr are captured up to 10 MiB each; a non-zero exit is `SSH_EXIT`.
+ * - `policy.deny.ssh` is matched again on the evaluated command (and the way the shell reads it,
+ *   with `env` substituted) before connecting: validation cannot see `${{ inputs.cmd }}`.
  */
 import { createHash } from "node:crypto";
 import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
 import { NonRetriableError, SluiceError } from "../../core/errors.js";
+import { firstSshDeny } from "../../core/policy/patterns.js";
 import type { ResolvedConnection, StepExecutor } from "../../ports/step-executor.js";
 import { withDeadline, type Deadline } from "./deadline.js";
 import { optBoolean, optDurationMs, optStringMap, paramError, reqString, tail } from "./params.js";
@@ -64,7 +67,8 @@ export function buildSshCommand(run: string, opts: SshCommandOptions): string {
       `if command -v setsid >/dev/null 2>&1; then setsid "$sh_" -c "$run" </dev/null 3<&- &`,
       `else "$sh_" -c "$run" </dev/null 3<&- & fi`,
       `pid=$!`,
-      `stop() { kill -TERM -- -"$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null; sleep 5; kill -KILL -- -"$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; }`,
+      // `kill -SIG -PGID`, not `kill -SIG -- -PGID`: dash (Debian's sh) takes no `--` and would miss the group.
+      `stop() { kill -TERM -"$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null; sleep 5; kill -KILL -"$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; }`,
       `( while read -r _ <&3; do :; done; stop ) </dev/null >/dev/null 2>&1 &`,
       `watch=$!`,
       opts.timeoutSecs > 0
@@ -91,6 +95,15 @@ export const sshExecutor: StepExecutor = {
     }
     const detach = optBoolean(KIND, params, "detach") ?? false;
     const stepTimeout = optDurationMs(KIND, params, "timeout");
+    // Validation saw the command before its expressions were evaluated: deny rules are matched
+    // again on what will actually run, before anything reaches the host.
+    const denied = firstSshDeny(ctx.policy.deny.ssh, run, env);
+    if (denied) {
+      throw new NonRetriableError("POLICY_DENIED", `ssh ${conn.name}: the command is refused by the policy's deny.ssh rule '${denied}'`, {
+        connection: conn.name,
+        rule: `policy.deny.ssh: ${denied}`,
+      });
+    }
 
     return withDeadline(
       ctx,

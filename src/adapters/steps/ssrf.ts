@@ -9,12 +9,14 @@
  *
  * Exceptions: a host the step's connection names, and a request matched by a
  * `policy.allow.http` rule. A `policy.deny.http` rule refuses a request whatever the address.
+ * Rules are matched against the URL's normal form, which is then what is requested.
  */
 import { lookup as dnsLookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import { NonRetriableError, SluiceError } from "../../core/errors.js";
-import { firstHttpRule } from "../../core/policy/patterns.js";
+import { firstHttpAllow, firstHttpDeny } from "../../core/policy/patterns.js";
+import { normaliseHttpUrl } from "../../core/policy/url.js";
 
 export interface SsrfOptions {
   /** Hosts (`hostname[:port]`, as URL.host spells them) that the step's connection names. */
@@ -72,27 +74,35 @@ function embeddedV4(addr: ipaddr.IPv6): ipaddr.IPv4 | undefined {
 }
 
 export interface GuardDecision {
+  /** The URL to request: the normal form of the one asked for, which the rules were matched against. */
+  url: URL;
   /** Why the address check is skipped, if it is: the connection's host or an allow rule. */
   bypass?: string;
 }
 
-/** The checks that need no DNS: scheme, deny rules, and whether the address check applies. */
+/**
+ * The checks that need no DNS: scheme, the URL's normal form (core/policy/url.ts), deny rules,
+ * and whether the address check applies. The request must go to the returned `url`.
+ */
 export function checkRequest(method: string, url: URL, opts: SsrfOptions): GuardDecision {
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw refused(`refused ${method} ${url.href}: only http and https URLs may be requested`, { url: url.href, rule: "scheme" });
   }
-  const deny = firstHttpRule(opts.denyRules, method, url.href);
+  const normal = normaliseHttpUrl(url);
+  if (!normal.ok) throw new NonRetriableError("PARAM_INVALID", `refused ${method}: ${normal.reason}`, { url: url.href });
+  const target = new URL(normal.url);
+  const deny = firstHttpDeny(opts.denyRules, method, target.href);
   if (deny) {
-    throw refused(`refused ${method} ${url.href}: policy.deny.http rule '${deny}' matches it`, {
-      url: url.href,
+    throw refused(`refused ${method} ${target.href}: policy.deny.http rule '${deny}' matches it`, {
+      url: target.href,
       rule: `policy.deny.http: ${deny}`,
     });
   }
-  const host = url.host.toLowerCase();
-  if (opts.allowedHosts?.some((h) => h.toLowerCase() === host)) return { bypass: `connection host ${host}` };
-  const allow = firstHttpRule(opts.allowRules, method, url.href);
-  if (allow) return { bypass: `policy.allow.http: ${allow}` };
-  return {};
+  const host = target.host;
+  if (opts.allowedHosts?.some((h) => h.toLowerCase() === host)) return { url: target, bypass: `connection host ${host}` };
+  const allow = firstHttpAllow(opts.allowRules, method, target.href);
+  if (allow) return { url: target, bypass: `policy.allow.http: ${allow}` };
+  return { url: target };
 }
 
 export interface ResolvedAddress {
@@ -114,7 +124,7 @@ const systemResolver: Resolver = async (hostname) => {
 export async function resolveGuarded(
   method: string,
   url: URL,
-  decision: GuardDecision,
+  decision: Pick<GuardDecision, "bypass">,
   resolver: Resolver = systemResolver,
 ): Promise<ResolvedAddress> {
   const hostname = url.hostname.replace(/^\[|\]$/g, "");

@@ -8,8 +8,9 @@ import { Cron } from "croner";
 import flowSchema from "../../../schemas/flow.schema.json" with { type: "json" };
 import configSchema from "../../../schemas/config.schema.json" with { type: "json" };
 import { findExpressions, parseExpression, referencedPaths } from "../expr/expressions.js";
-import { KINDS_WITH_CONNECTION, httpMethod, httpTarget } from "../policy/effects.js";
-import { firstHttpRule, firstSshRule, regexError } from "../policy/patterns.js";
+import { KINDS_WITH_CONNECTION } from "../policy/effects.js";
+import { regexError } from "../policy/patterns.js";
+import { policyRefusals } from "../policy/refusals.js";
 import { approvalSpecOf } from "../engine/coverage.js";
 import { isDuration } from "./duration.js";
 import { escapePointer, parseYamlSource, type YamlSource } from "./yaml-source.js";
@@ -303,17 +304,7 @@ function checkConnectionsAndPolicy(flow: Flow, config: Config, add: Add): void {
         );
       }
     }
-    const p = isObject(step.params) ? step.params : {};
-    if (step.kind === "ssh" && typeof p.run === "string") {
-      const rule = firstSshRule(config.policy.deny.ssh, p.run);
-      if (rule) add("POLICY_DENIED", `this command is refused by the policy's deny.ssh rule '${rule}'`, `${base}/run`);
-    }
-    if (step.kind === "http" && typeof p.url === "string") {
-      const baseUrl = typeof p.connection === "string" ? config.connections[p.connection]?.base_url : undefined;
-      const method = httpMethod(p);
-      const rule = firstHttpRule(config.policy.deny.http, method, httpTarget(p, baseUrl));
-      if (rule) add("POLICY_DENIED", `${method} ${p.url} is refused by the policy's deny.http rule '${rule}'`, `${base}/url`);
-    }
+    for (const r of policyRefusals(step, config)) add(r.code, r.message, `${base}/${r.path}`);
   });
 }
 

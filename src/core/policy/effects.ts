@@ -4,10 +4,18 @@
  * effect depends on a value is classified as `write`, the safe side.
  */
 import type { Config, Effect, Policy, Step, StepKind } from "../flow/types.js";
-import { firstHttpRule, firstSshRule } from "./patterns.js";
+import { firstHttpAllow, firstSshAllow } from "./patterns.js";
 import { isReadQuery } from "./sql.js";
+import { resolveHttpTarget, type UrlResult } from "./url.js";
 
 const READ_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+/** Headers by which many frameworks let a request claim another method (a GET that deletes). */
+const METHOD_OVERRIDE_HEADERS = new Set(["x-http-method-override", "x-method-override", "x-http-method"]);
+/** Why a step may not set `Host`: validation and the http executor say the same. */
+export const HOST_HEADER_REFUSAL =
+  "a step cannot set the Host header: it always names the url's host, so that policy and the SSRF guard judge the server actually reached";
+/** Headers by which some servers (IIS, Symfony, Zend) route to another path than the request line's. */
+const PATH_OVERRIDE_HEADERS = new Set(["x-original-url", "x-rewrite-url"]);
 
 function record(v: unknown): Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
@@ -17,11 +25,41 @@ export function httpMethod(params: Record<string, unknown>): string {
   return typeof params.method === "string" ? params.method.toUpperCase() : "GET";
 }
 
-/** The URL an http step reaches, for policy matching: the connection's base_url joined when given. */
-export function httpTarget(params: Record<string, unknown>, baseUrl?: string): string {
-  const url = typeof params.url === "string" ? params.url : "";
-  if (!baseUrl || /^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return url;
-  return baseUrl.replace(/\/+$/, "") + "/" + url.replace(/^\/+/, "");
+/**
+ * The lower-cased names of an http step's headers; undefined when `headers` is not a map (an
+ * expression not yet evaluated), so that nothing can be said about them.
+ */
+function httpHeaderNames(params: Record<string, unknown>): string[] | undefined {
+  const h = params.headers;
+  if (h === undefined || h === null) return [];
+  if (typeof h !== "object" || Array.isArray(h)) return undefined;
+  return Object.keys(h).map((k) => k.trim().toLowerCase());
+}
+
+/**
+ * The normalised URL an http step requests: `url` (under the connection's base_url when
+ * `baseUrl` is given) with `query` appended. The http executor requests exactly this URL.
+ */
+export function httpTarget(params: Record<string, unknown>, baseUrl?: string, connection?: string): UrlResult {
+  const query = params.query;
+  return resolveHttpTarget({
+    url: typeof params.url === "string" ? params.url : "",
+    ...(baseUrl !== undefined ? { baseUrl } : {}),
+    ...(connection !== undefined ? { connection } : {}),
+    ...(query !== null && typeof query === "object" && !Array.isArray(query) ? { query: query as Record<string, unknown> } : {}),
+  });
+}
+
+function httpEffect(p: Record<string, unknown>, policy: Pick<Policy, "allow">, connectionBaseUrl?: (name: string) => string | undefined): Effect {
+  const method = httpMethod(p);
+  const headers = httpHeaderNames(p);
+  // A Host header (refused at run time) or a method override makes any request a possible write.
+  if (!headers || headers.some((h) => h === "host" || METHOD_OVERRIDE_HEADERS.has(h))) return "write";
+  if (READ_METHODS.has(method)) return "read";
+  if (headers.some((h) => PATH_OVERRIDE_HEADERS.has(h))) return "write";
+  const conn = typeof p.connection === "string" ? p.connection : undefined;
+  const target = httpTarget(p, conn === undefined ? undefined : connectionBaseUrl?.(conn), conn);
+  return target.ok && firstHttpAllow(policy.allow.http, method, target.url) ? "read" : "write";
 }
 
 export function effectOf(
@@ -38,18 +76,14 @@ export function effectOf(
     case "search":
     case "function":
       return "read";
-    case "http": {
-      const method = httpMethod(p);
-      if (READ_METHODS.has(method)) return "read";
-      const base = typeof p.connection === "string" ? connectionBaseUrl?.(p.connection) : undefined;
-      return firstHttpRule(policy.allow.http, method, httpTarget(p, base)) ? "read" : "write";
-    }
+    case "http":
+      return httpEffect(p, policy, connectionBaseUrl);
     case "db":
       return typeof p.query === "string" && isReadQuery(p.query) ? "read" : "write";
     case "kv":
       return "get" in p ? "read" : "write";
     case "ssh":
-      return typeof p.run === "string" && firstSshRule(policy.allow.ssh, p.run) ? "read" : "write";
+      return typeof p.run === "string" && firstSshAllow(policy.allow.ssh, p.run, p.env) ? "read" : "write";
     case "notify":
     case "github":
       return "write";

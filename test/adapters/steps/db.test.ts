@@ -4,8 +4,9 @@ import { join, relative } from "node:path";
 import Database from "better-sqlite3";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NonRetriableError } from "../../../src/core/errors.js";
-import { dbExecutor, isReadQuery, runSqlite, toSqlitePlaceholders } from "../../../src/adapters/steps/db.js";
+import { EffectIsWriteError, NonRetriableError } from "../../../src/core/errors.js";
+import { isReadQuery } from "../../../src/core/policy/sql.js";
+import { dbExecutor, runSqlite, toSqlitePlaceholders } from "../../../src/adapters/steps/db.js";
 import { startDeadline } from "../../../src/adapters/steps/deadline.js";
 import { failure, makeStepContext } from "../../support/step-context.js";
 import { startPostgres, type TestPostgres } from "../../support/postgres.js";
@@ -27,7 +28,13 @@ beforeAll(async () => {
       ('gear', NULL, NULL, NULL);
     CREATE TABLE audit (id serial PRIMARY KEY, what text);
     CREATE FUNCTION sneaky() RETURNS int LANGUAGE sql AS $$ INSERT INTO audit (what) VALUES ('sneaky') RETURNING id $$;
+    CREATE SEQUENCE tickets;
+    -- Marked STABLE though it advances a sequence: PostgreSQL takes the mark at its word.
+    CREATE FUNCTION liar() RETURNS bigint STABLE LANGUAGE plpgsql AS $$ BEGIN RETURN nextval('tickets'); END $$;
+    CREATE VIEW next_ticket AS SELECT nextval('tickets') AS n;
+    CREATE EXTENSION dblink;
   `);
+  await admin.query("SELECT lo_create(5000)");
   dir = mkdtempSync(join(tmpdir(), "sluice-db-test-"));
   sqlitePath = join(dir, "app.db");
   const db = new Database(sqlitePath);
@@ -91,18 +98,6 @@ describe("db executor: PostgreSQL", { timeout: 30_000 }, () => {
     expect(upd.outputs).toEqual({ rows: [], row_count: 2, truncated: false });
     const check = await admin.query("SELECT count(*)::int AS n FROM items WHERE meta = '{\"new\": true}'");
     expect(check.rows[0].n).toBe(2);
-  });
-
-  it("a write through a query classified as a read is refused by the read-only transaction", async () => {
-    for (const query of ["SELECT sneaky()", "SELECT nextval('items_id_seq')"]) {
-      expect(isReadQuery(query)).toBe(true);
-      const err = await failure(dbExecutor.execute({ connection: "pg", query }, ctx()));
-      expect(err).toBeInstanceOf(NonRetriableError);
-      expect(err.code).toBe("DB_READ_ONLY");
-      expect(err.details.sqlstate).toBe("25006");
-    }
-    const audit = await admin.query("SELECT count(*)::int AS n FROM audit");
-    expect(audit.rows[0].n).toBe(0);
   });
 
   it("EXPLAIN runs as a read", async () => {
@@ -179,6 +174,112 @@ describe("db executor: PostgreSQL", { timeout: 30_000 }, () => {
   });
 });
 
+/** Runs `query` as the engine runs a step it classified as a read; returns the error it must fail with. */
+async function asRead(query: string, params: unknown[] = []): Promise<EffectIsWriteError> {
+  expect(isReadQuery(query)).toBe(true); // the static classification calls it a read
+  const err = await failure(dbExecutor.execute({ connection: "pg", query, params }, ctx({ effect: "read" })));
+  expect(err).toBeInstanceOf(EffectIsWriteError);
+  expect(err.code).toBe("EFFECT_IS_WRITE");
+  return err as EffectIsWriteError;
+}
+
+async function one<T>(sql: string): Promise<T> {
+  return (await admin.query(sql)).rows[0] as T;
+}
+
+describe("db executor: PostgreSQL's verdict on reads that can change state", { timeout: 30_000 }, () => {
+  it("pg_terminate_backend: EffectIsWriteError, and the backend lives", async () => {
+    const victim = new pg.Client({ connectionString: postgres.url });
+    await victim.connect();
+    try {
+      const pid = (await victim.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+      const err = await asRead("SELECT pg_terminate_backend($1)", [pid]);
+      expect(err.message).toMatch(/pg_terminate_backend\(integer,bigint\).*VOLATILE/);
+      expect(err.details.functions).toEqual(["pg_terminate_backend(integer,bigint)"]);
+      expect((await victim.query("SELECT 1 AS ok")).rows).toEqual([{ ok: 1 }]);
+    } finally {
+      await victim.end();
+    }
+  });
+
+  it("lo_create and lo_unlink: no large object appears, none disappears", async () => {
+    await asRead("SELECT lo_create(4242)");
+    await asRead("SELECT lo_unlink(5000)");
+    expect(await one("SELECT array_agg(oid::int ORDER BY oid) AS los FROM pg_largeobject_metadata")).toEqual({ los: [5000] });
+  });
+
+  it("pg_notify: no notification is delivered", async () => {
+    const listener = new pg.Client({ connectionString: postgres.url });
+    await listener.connect();
+    const seen: string[] = [];
+    listener.on("notification", (n) => seen.push(n.payload ?? ""));
+    try {
+      await listener.query("LISTEN sluice_chan");
+      await asRead("SELECT pg_notify('sluice_chan', 'from the step')");
+      // Notifications arrive in commit order: the sentinel comes first unless the step notified.
+      await admin.query("NOTIFY sluice_chan, 'sentinel'");
+      expect(await eventually(async () => seen.length > 0)).toBe(true);
+      expect(seen[0]).toBe("sentinel");
+    } finally {
+      await listener.end();
+    }
+  });
+
+  it("dblink_exec: nothing is written through a second connection", async () => {
+    const target = `host=127.0.0.1 port=${postgres.port} dbname=sluice_test user=postgres`;
+    await asRead(`SELECT dblink_exec('${target}', 'INSERT INTO audit (what) VALUES (''dblink'')')`);
+    expect(await one("SELECT count(*)::int AS n FROM audit WHERE what = 'dblink'")).toEqual({ n: 0 });
+  });
+
+  it("nextval, setval, a view over nextval, a user function that writes: nothing runs", async () => {
+    for (const query of ["SELECT nextval('tickets')", "SELECT setval('tickets', 100)", "SELECT * FROM next_ticket", "SELECT sneaky()"]) {
+      await asRead(query);
+    }
+    expect(await one("SELECT last_value::int, is_called FROM tickets")).toEqual({ last_value: 1, is_called: false });
+    expect(await one("SELECT count(*)::int AS n FROM audit")).toEqual({ n: 0 });
+  });
+
+  it("a data-modifying WITH disguised from the static check, and FOR UPDATE, are writes", async () => {
+    const before = await one("SELECT count(*)::int AS n FROM items");
+    // The `$$'$$` opens a "string" for the static check that hides the DELETE; PostgreSQL is not fooled.
+    const err = await asRead("WITH a AS (SELECT $$'$$ AS x), d AS (DELETE FROM items RETURNING 1) SELECT '' FROM d");
+    expect(err.message).toMatch(/not a plain query.*data-modifying/);
+    const locks = await asRead("SELECT * FROM items FOR UPDATE");
+    expect(locks.message).toMatch(/FOR UPDATE/);
+    expect(await one("SELECT count(*)::int AS n FROM items")).toEqual(before);
+  });
+
+  it("a plain read runs, with parameters and harmless volatile functions, EXPLAIN and SHOW too", async () => {
+    const read = ctx({ effect: "read" });
+    const out = await dbExecutor.execute(
+      { connection: "pg", query: "SELECT name, random() < 2 AS r, gen_random_uuid() IS NOT NULL AS u FROM items WHERE name = $1;", params: ["nut"] },
+      read,
+    );
+    expect(out.outputs.rows).toEqual([{ name: "nut", r: true, u: true }]);
+    const plan = await dbExecutor.execute({ connection: "pg", query: "EXPLAIN SELECT nextval('tickets')" }, read);
+    expect((plan.outputs.rows as unknown[]).length).toBeGreaterThan(0);
+    const show = await dbExecutor.execute({ connection: "pg", query: "SHOW search_path" }, read);
+    expect(show.outputs.row_count).toBe(1);
+    expect(await one("SELECT last_value::int, is_called FROM tickets")).toEqual({ last_value: 1, is_called: false });
+  });
+
+  it("the read-only transaction is the second line: a STABLE function that calls nextval is refused", async () => {
+    const err = await failure(dbExecutor.execute({ connection: "pg", query: "SELECT liar()" }, ctx({ effect: "read" })));
+    expect(err).toBeInstanceOf(NonRetriableError);
+    expect(err).not.toBeInstanceOf(EffectIsWriteError);
+    expect(err.code).toBe("DB_READ_ONLY");
+    expect(err.details.sqlstate).toBe("25006");
+    expect(await one("SELECT last_value::int, is_called FROM tickets")).toEqual({ last_value: 1, is_called: false });
+  });
+
+  it("run as an approved write, the same query runs", async () => {
+    const out = await dbExecutor.execute({ connection: "pg", query: "SELECT sneaky() AS id" }, ctx({ effect: "write" }));
+    expect(out.outputs.row_count).toBe(1);
+    expect(await one("SELECT array_agg(what) AS w FROM audit")).toEqual({ w: ["sneaky"] });
+    await admin.query("TRUNCATE audit");
+  });
+});
+
 describe("db executor: SQLite", { timeout: 30_000 }, () => {
   it("reads with $1 parameters (translated to ?1), from a path relative to the working directory too", async () => {
     const out = await dbExecutor.execute({ connection: "relative", query: "SELECT name, blob FROM items WHERE name = $1 OR name = $2 ORDER BY id", params: ["bolt", "gear"] }, ctx());
@@ -199,17 +300,23 @@ describe("db executor: SQLite", { timeout: 30_000 }, () => {
     expect(ret.outputs.row_count).toBe(1);
   });
 
-  it("a statement that writes is refused on the read-only handle reads get", async () => {
+  it("a read that SQLite says can write is EffectIsWriteError before it runs, even disguised from the static check", async () => {
+    // The `'` in the quoted name opens a "string" for the static check that hides the DELETE.
+    const query = `WITH "x'" AS (SELECT 1) DELETE FROM items WHERE name <> 'none'`;
+    expect(isReadQuery(query)).toBe(true);
+    const err = await failure(dbExecutor.execute({ connection: "lite", query }, ctx({ effect: "read" })));
+    expect(err).toBeInstanceOf(EffectIsWriteError);
     const deadline = startDeadline(makeStepContext());
     try {
-      const err = await failure(runSqlite({ name: "lite", path: sqlitePath }, "DELETE FROM items", [], true, 10, deadline));
-      expect(err.code).toBe("DB_READ_ONLY");
+      expect(await failure(runSqlite({ name: "lite", path: sqlitePath }, "DELETE FROM items", [], true, 10, deadline))).toBeInstanceOf(EffectIsWriteError);
     } finally {
       deadline.dispose();
     }
     const count = new Database(sqlitePath, { readonly: true });
     expect((count.prepare("SELECT count(*) AS n FROM items").get() as { n: number }).n).toBeGreaterThan(0);
     count.close();
+    const read = await dbExecutor.execute({ connection: "lite", query: "SELECT count(*) AS n FROM items" }, ctx({ effect: "read" }));
+    expect((read.outputs.rows as { n: number }[])[0]!.n).toBeGreaterThan(0);
   });
 
   it("returns at most max_rows rows", async () => {
@@ -236,7 +343,7 @@ describe("db executor: SQLite", { timeout: 30_000 }, () => {
     const style = await failure(dbExecutor.execute({ connection: "lite", query: "SELECT * FROM items WHERE name = ?", params: ["x"] }, ctx()));
     expect(style.code).toBe("PARAM_INVALID");
     const missing = join(dir, "missing.db");
-    const c = makeStepContext({ connections: { gone: { type: "sqlite", path: missing } } });
+    const c = makeStepContext({ effect: "read", connections: { gone: { type: "sqlite", path: missing } } });
     const gone = await failure(dbExecutor.execute({ connection: "gone", query: "SELECT 1" }, c));
     expect(gone.code).toBe("CONNECTION_FAILED");
     expect(existsSync(missing)).toBe(false);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_POLICY, type Policy } from "../../../src/core/flow/types.js";
 import { NonRetriableError, RetryAfterError } from "../../../src/core/errors.js";
+import { effectUnder } from "../../../src/core/policy/effects.js";
 import { httpExecutor, isSafeMethod, parseExpect } from "../../../src/adapters/steps/http.js";
 import { failure, makeStepContext } from "../../support/step-context.js";
 import { sendJson, sendText, startHttpPeer, type HttpPeer } from "../../support/http-peer.js";
@@ -8,9 +9,18 @@ import { sendJson, sendText, startHttpPeer, type HttpPeer } from "../../support/
 let api: HttpPeer;
 let other: HttpPeer;
 let hang: HttpPeer;
+/** The target of disguised requests: it records every request, and /safe/bounce redirects to /danger. */
+let site: HttpPeer;
 let flaky = 0;
 
 beforeAll(async () => {
+  site = await startHttpPeer((req, res) => {
+    if (req.url.pathname === "/safe/bounce") {
+      res.writeHead(307, { location: "/danger" });
+      return void res.end();
+    }
+    return sendJson(res, 200, { method: req.method, path: req.path });
+  });
   other = await startHttpPeer((_req, res) => sendText(res, 200, "you should not see this"));
   hang = await startHttpPeer(() => {
     /* never answers */
@@ -62,7 +72,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([api.stop(), other.stop(), hang.stop()]);
+  await Promise.all([api.stop(), other.stop(), hang.stop(), site.stop()]);
 });
 
 function withConnection(extra: Partial<Parameters<typeof makeStepContext>[0]> = {}) {
@@ -177,7 +187,6 @@ describe("http executor: failures", () => {
     for (const params of [
       {},
       { url: "not a url" },
-      { connection: "inventory", url: "http://example.com/x" },
       { connection: "inventory", url: "items", expect: "ok" },
       { connection: "inventory", url: "items", max_bytes: -1 },
       { connection: "inventory", url: "items", headers: { x: { nested: true } } },
@@ -288,5 +297,82 @@ describe("http helpers", () => {
     expect(parseExpect("2XX")).toEqual(["2xx"]);
     expect(parseExpect([200, "404"])).toEqual([200, 404]);
     expect(() => parseExpect("fine")).toThrow(/expect/);
+  });
+});
+
+describe("http executor: effects cannot be disguised", () => {
+  const reached = (path: string) => site.requests.filter((r) => r.url.pathname === path);
+  const siteCtx = (policy: Partial<Policy> = {}, extra: Parameters<typeof makeStepContext>[0] = {}) =>
+    makeStepContext({
+      connections: { site: { type: "http", base_url: `${site.origin}/` }, api: { type: "http", base_url: `${site.origin}/api/v1` } },
+      policy: { ...DEFAULT_POLICY, ...policy },
+      ...extra,
+    });
+
+  it("POST safe/../danger under an allow rule for safe/** is a write, and runs (approved) on /danger exactly", async () => {
+    const policy = { ...DEFAULT_POLICY, allow: { http: [`POST ${site.origin}/safe/**`] } };
+    const config = { policy, connections: { site: { type: "http" as const, base_url: `${site.origin}/` } } };
+    for (const url of ["safe/../danger", "safe/%2e%2e/danger", "safe/%2E%2E/danger", "safe/x/../../danger", "safe/..%2Fdanger"]) {
+      // The engine gates a write: before approval, nothing reaches the peer.
+      expect(effectUnder({ kind: "http", params: { method: "POST", connection: "site", url } }, config)).toBe("write");
+    }
+    expect(effectUnder({ kind: "http", params: { method: "POST", connection: "site", url: "safe/x" } }, config)).toBe("read");
+    expect(reached("/danger")).toHaveLength(0);
+    const out = await httpExecutor.execute({ method: "POST", connection: "site", url: "safe/%2e%2e/danger" }, siteCtx({ allow: policy.allow }));
+    expect(out.outputs.url).toBe(`${site.origin}/danger`);
+    expect(site.requests.at(-1)!.path).toBe("/danger");
+    site.requests.length = 0;
+  });
+
+  it("requests the normal form: unreserved escapes decoded, slashes merged, dots resolved", async () => {
+    const out = await httpExecutor.execute({ connection: "site", url: "safe/%7Ex//y/./z", query: { q: "%" } }, siteCtx());
+    expect(out.outputs.url).toBe(`${site.origin}/safe/~x/y/z?q=%25`);
+    expect(site.requests.at(-1)!.path).toBe("/safe/~x/y/z?q=%25");
+  });
+
+  it("a deny rule cannot be slipped past with //, an encoded /, or case and default port", async () => {
+    const ctx = siteCtx({ allow: { http: [`GET ${site.origin}/**`] }, deny: { http: [`* ${site.origin}/admin/**`] } });
+    const before = site.requests.length;
+    for (const url of [`${site.origin}//admin/x`, `${site.origin}/safe/..%2Fadmin/x`, `${site.origin}/safe/../admin/x`, `${site.origin.toUpperCase()}/admin/x`]) {
+      const err = await failure(httpExecutor.execute({ url }, ctx));
+      expect(err.code).toBe("SSRF_REFUSED");
+      expect(err.message).toContain("policy.deny.http");
+    }
+    const viaConnection = await failure(httpExecutor.execute({ connection: "site", url: "x/..//admin/y" }, ctx));
+    expect(viaConnection.code).toBe("SSRF_REFUSED");
+    expect(site.requests.length).toBe(before);
+  });
+
+  it("a url that leaves its connection's base_url is refused before any request", async () => {
+    const before = site.requests.length;
+    for (const url of ["../admin", "%2e%2e/admin", "..%2Fadmin", "items/../../admin", `${site.origin}/admin`, `${other.origin}/api/v1/x`]) {
+      const err = await failure(httpExecutor.execute({ connection: "api", url, method: "POST" }, siteCtx()));
+      expect(err).toBeInstanceOf(NonRetriableError);
+      expect(err.code).toBe("POLICY_DENIED");
+      expect(err.message).toMatch(/outside connection 'api'/);
+    }
+    expect(site.requests.length).toBe(before);
+    const ok = await httpExecutor.execute({ connection: "api", url: "/items" }, siteCtx());
+    expect(ok.outputs.url).toBe(`${site.origin}/api/v1/items`);
+  });
+
+  it("a Host header is refused before any request", async () => {
+    const before = site.requests.length;
+    const err = await failure(httpExecutor.execute({ connection: "site", url: "safe/x", headers: { Host: "admin.internal" } }, siteCtx()));
+    expect(err.code).toBe("POLICY_DENIED");
+    expect(err.message).toMatch(/cannot set the Host header/);
+    expect(site.requests.length).toBe(before);
+  });
+
+  it("a POST that runs as a read under an allow rule does not follow a 307 to a URL no rule allows", async () => {
+    const allow = { http: [`POST ${site.origin}/safe/**`] };
+    const err = await failure(httpExecutor.execute({ method: "POST", connection: "site", url: "safe/bounce", body: "x" }, siteCtx({ allow }, { effect: "read" })));
+    expect(err.code).toBe("POLICY_DENIED");
+    expect(err.message).toMatch(/redirected it to POST .*\/danger/);
+    expect(reached("/safe/bounce")).toHaveLength(1);
+    expect(reached("/danger")).toHaveLength(0);
+    // Approved as a write, the same request follows the redirect.
+    const out = await httpExecutor.execute({ method: "POST", connection: "site", url: "safe/bounce", body: "x" }, siteCtx({ allow }, { effect: "write" }));
+    expect(out.outputs.body).toEqual({ method: "POST", path: "/danger" });
   });
 });

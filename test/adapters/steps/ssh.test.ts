@@ -1,10 +1,11 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NonRetriableError } from "../../../src/core/errors.js";
+import { DEFAULT_POLICY } from "../../../src/core/flow/types.js";
 import { buildSshCommand, shellQuote, sshExecutor, SSH_MAX_OUTPUT_BYTES } from "../../../src/adapters/steps/ssh.js";
 import { failure, makeStepContext } from "../../support/step-context.js";
 import { startSshd, type TestSshd } from "../../support/sshd.js";
@@ -168,6 +169,37 @@ describe("ssh executor", { timeout: 60_000 }, () => {
     for (const params of [{ connection: "vm" }, { connection: "vm", run: "true", env: { "BAD-NAME": "x" } }, { connection: "vm", run: "true", timeout: "soon" }]) {
       expect((await failure(sshExecutor.execute(params, ctx()))).code).toBe("PARAM_INVALID");
     }
+  });
+});
+
+describe("ssh executor: deny rules on the command that will actually run", { timeout: 60_000 }, () => {
+  it("a denied command that arrives through an expression is refused, and nothing reaches the host", async () => {
+    // The victim is a scratch directory: were the refusal to fail, the test would delete only it.
+    const victim = join(scratch, "victim");
+    mkdirSync(victim, { recursive: true });
+    writeFileSync(join(victim, "keep"), "still here\n");
+    const policy = { ...DEFAULT_POLICY, deny: { ssh: [`rm -rf ${victim}`] } };
+    const sessions = (): number => (sshd.log().match(/Accepted publickey/g) ?? []).length;
+    const before = sessions();
+    const attempts: [string, Record<string, string>?][] = [
+      [`rm  -rf  ${victim}`],
+      [`rm\t-rf ${victim}  `],
+      [`rm \\\n-rf ${victim}`],
+      [`r''m -rf "${victim}"`],
+      [`rm\${IFS}-rf\${IFS}${victim}`],
+      ["$CMD", { CMD: `rm  -rf ${victim}` }],
+    ];
+    for (const [run, env] of attempts) {
+      const err = await failure(sshExecutor.execute({ connection: "vm", run, ...(env ? { env } : {}) }, ctx({ policy })));
+      expect(err).toBeInstanceOf(NonRetriableError);
+      expect(err.code).toBe("POLICY_DENIED");
+      expect(err.message).toContain(`deny.ssh rule 'rm -rf ${victim}'`);
+    }
+    expect(readFileSync(join(victim, "keep"), "utf8")).toBe("still here\n");
+    expect(sessions()).toBe(before);
+    // A command no rule denies still runs.
+    const out = await sshExecutor.execute({ connection: "vm", run: `ls ${victim}` }, ctx({ policy }));
+    expect(out.outputs.stdout).toBe("keep\n");
   });
 });
 

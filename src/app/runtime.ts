@@ -81,7 +81,8 @@ export class Runtime {
   constructor(private readonly opts: RuntimeOptions) {
     this.store = opts.store;
     this.resources = opts.resources;
-    this.logger = opts.logger;
+    // The engine's own log lines (a failed turn's stack, say) are redacted like everything else.
+    this.logger = redactingLogger(opts.logger, (v) => createRedactor(opts.secrets.values())(v), {});
     this.mode = opts.mode;
     this.clock = opts.clock ?? Date.now;
     this.workerId = opts.workerId ?? `w-${process.pid}-${randomBytes(3).toString("hex")}`;

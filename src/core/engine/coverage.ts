@@ -65,7 +65,7 @@ export function describeCover(cover: Cover): string {
     case "auto":
       return "auto-approved by policy";
     case "approval":
-      return `covered by ${cover.by.map((b) => `'${b}'`).join(" or ")} (its own gate where that is not approved)`;
+      return `covered by ${cover.by.map((b) => `'${b}'`).join(" or ")}`;
     case "implicit":
       return "its own gate";
   }

@@ -64,7 +64,7 @@ describe("diffFlows", () => {
     const after = set({ ".github/flows/a.yml": changed }, config);
     expect(after.flows[0]?.diagnostics).toEqual([]);
     const risks = diffFlows(before, after).risks.map((r) => `${r.kind}: ${r.message}`);
-    expect(risks).toContain("write_step: write step `push` (http) changed: covered by 'ok' (its own gate where that is not approved)");
+    expect(risks).toContain("write_step: write step `push` (http) changed: covered by 'ok'");
     expect(risks).toContain("approvers: approvers of gate `ok`: users ann · min 1 → users ann, bob · min 2");
     expect(risks).toContain("connection: uses connection `api` (http, live+draft)");
   });
@@ -74,11 +74,11 @@ describe("diffFlows", () => {
     const added = set({ ".github/flows/a.yml": `${WRITER}  - id: tag
     http: { method: PUT, url: https://example.com/tag }
 ` });
-    expect(diffFlows(before, added).risks.map((r) => r.message)).toContain("new write step `tag` (http): covered by 'ok' (its own gate where that is not approved)");
+    expect(diffFlows(before, added).risks.map((r) => r.message)).toContain("new write step `tag` (http): covered by 'ok'");
     // The approval now lists what it covers, and push is not among them: its own gate guards it now.
     const narrowed = set({ ".github/flows/a.yml": `${WRITER.replace("approvers: { users: [ann], min: 1 }", "approvers: { users: [ann], min: 1 }\n        covers: [tag]")}  - id: tag\n    http: { method: PUT, url: https://example.com/tag }\n` });
     expect(narrowed.flows[0]?.diagnostics).toEqual([]);
-    expect(diffFlows(added, narrowed).risks.map((r) => r.message)).toEqual(["write step `push` (http) is now its own gate (was covered by 'ok' (its own gate where that is not approved))"]);
+    expect(diffFlows(added, narrowed).risks.map((r) => r.message)).toEqual(["write step `push` (http) is now its own gate (was covered by 'ok')"]);
   });
 
   it("reports config changes: new connections and policy", () => {

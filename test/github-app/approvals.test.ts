@@ -38,36 +38,9 @@ afterEach(() => {
   expect(app.gh.sim.violations).toEqual([]);
 });
 
-/** Posts a comment as `sender` and waits for the app's reply to it. */
-async function command(issue: number, sender: string, body: string, deliveryId?: string) {
-  const { sim } = app.gh;
-  const before = sim.commentsOf(repo, issue).filter((c) => c.user === "sluice[bot]").length;
-  const payload = sim.payloads.issueComment({ repo, issue, sender, body });
-  const res = await app.send("issue_comment", payload, deliveryId ? { deliveryId } : {});
-  expect(res.status).toBe(200);
-  const reply = await app.waitFor(`the reply to ${body}`, () => sim.commentsOf(repo, issue).filter((c) => c.user === "sluice[bot]")[before]);
-  const comment = sim.comments.get(Number(payload.comment.id))!;
-  return { reply: reply.body, reactions: comment.reactions.map((r) => r.content), payload };
-}
-
-async function waitingRun(issue: number): Promise<string> {
-  const run = await app.waitFor("a waiting run", async () => {
-    const runs = await app.sluice.store.listRuns({ repo, status: ["waiting"] });
-    for (const r of runs) {
-      const { state } = await app.sluice.runtime.load(r.id);
-      if (state.trigger.issue === issue) return r.id;
-    }
-    return undefined;
-  });
-  return run;
-}
-
-async function finished(id: string) {
-  return app.waitFor(`run ${id} to end`, async () => {
-    const r = await app.sluice.store.getRun(id);
-    return r && ["succeeded", "failed", "cancelled", "timed_out"].includes(r.status) ? r : undefined;
-  });
-}
+const command = (issue: number, sender: string, body: string, deliveryId?: string) => app.command(repo, issue, sender, body, deliveryId ? { deliveryId } : {});
+const waitingRun = (issue: number) => app.waitingRun(repo, issue);
+const finished = (id: string) => app.ended(id);
 
 // Probot spaces out the app's writes to GitHub by a second (its throttling): commands take a few seconds each.
 describe("approvals from GitHub", { timeout: 90_000 }, () => {

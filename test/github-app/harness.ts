@@ -9,6 +9,8 @@ import { join } from "node:path";
 import { createLogger } from "../../src/adapters/logger.js";
 import { startServer, type RunningServer, type Sluice } from "../../src/app/server.js";
 import { startGitHub, type GitHubFixture } from "../github/fixtures.js";
+import type { RunRecord } from "../../src/ports/run-store.js";
+import { isTerminal } from "../../src/ports/run-store.js";
 import type { FileInput } from "../github/simulator.js";
 import type { WebhookResult } from "../github/webhooks.js";
 import { freePort } from "../support/net.js";
@@ -23,6 +25,12 @@ export interface AppHarness {
   send(event: string, payload: unknown, opts?: { deliveryId?: string; forge?: boolean; headers?: Record<string, string> }): Promise<WebhookResult>;
   /** Polls until `fn` returns a value other than undefined/false; fails with `what` after a long while. */
   waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>): Promise<T>;
+  /** Posts a comment as `sender` on an issue of `repo` and waits for the app's reply to it. */
+  command(repo: string, issue: number, sender: string, body: string, opts?: { deliveryId?: string }): Promise<{ reply: string; reactions: string[]; payload: Record<string, any> }>;
+  /** The id of the run started from `issue` of `repo`, once it waits. */
+  waitingRun(repo: string, issue: number): Promise<string>;
+  /** A run's record once it has ended. */
+  ended(id: string): Promise<RunRecord>;
   stop(): Promise<void>;
 }
 
@@ -57,14 +65,38 @@ export async function startApp(opts: { files?: Record<string, FileInput>; env?: 
   if (!server.sluice) throw new Error("the server started in setup mode");
   const sluice = server.sluice;
   const hookUrl = `${server.url}/api/github/webhooks`;
+  const send: AppHarness["send"] = (event, payload, o = {}) => gh.sim.sendWebhook(hookUrl, event, payload, { secret: gh.webhookSecret, ...o });
   return {
     gh,
     server,
     sluice,
     logs,
     hookUrl,
-    send: (event, payload, o = {}) => gh.sim.sendWebhook(hookUrl, event, payload, { secret: gh.webhookSecret, ...o }),
+    send,
     waitFor,
+    async command(repo, issue, sender, body, o = {}) {
+      const bot = (await sluice.installations.bot()).login;
+      const replies = () => gh.sim.commentsOf(repo, issue).filter((c) => c.user === bot);
+      const before = replies().length;
+      const payload = gh.sim.payloads.issueComment({ repo, issue, sender, body });
+      const res = await send("issue_comment", payload, o.deliveryId ? { deliveryId: o.deliveryId } : {});
+      if (res.status !== 200) throw new Error(`the comment '${body}' was answered ${res.status}`);
+      const reply = await waitFor(`the reply to ${body}`, () => replies()[before]);
+      const comment = gh.sim.comments.get(Number(payload.comment.id));
+      return { reply: reply.body, reactions: comment?.reactions.map((r) => r.content) ?? [], payload };
+    },
+    waitingRun: (repo, issue) =>
+      waitFor(`a waiting run of #${issue}`, async () => {
+        for (const r of await sluice.store.listRuns({ repo, status: ["waiting"] })) {
+          if ((await sluice.runtime.load(r.id)).state.trigger.issue === issue) return r.id;
+        }
+        return undefined;
+      }),
+    ended: (id) =>
+      waitFor(`run ${id} to end`, async () => {
+        const r = await sluice.store.getRun(id);
+        return r && isTerminal(r.status) ? r : undefined;
+      }),
     async stop() {
       await server.stop();
       if (ownSimulator) await gh.sim.stop();

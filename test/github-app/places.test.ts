@@ -81,16 +81,7 @@ function botReplies(issue: number) {
   return app.gh.sim.commentsOf(repo, issue).filter((c) => c.user === BOT);
 }
 
-/** Posts a comment as `sender` and waits for the app's reply to it. */
-async function command(issue: number, sender: string, body: string) {
-  const { sim } = app.gh;
-  const before = botReplies(issue).length;
-  const payload = sim.payloads.issueComment({ repo, issue, sender, body });
-  const res = await app.send("issue_comment", payload);
-  expect(res.status).toBe(200);
-  const reply = await app.waitFor(`the reply to ${body}`, () => botReplies(issue)[before]);
-  return { reply: reply.body, payload };
-}
+const command = (issue: number, sender: string, body: string) => app.command(repo, issue, sender, body);
 
 /** Sends a delivery and waits until the inbox has processed it. */
 async function deliver(event: string, payload: unknown, deliveryId: string) {
@@ -99,14 +90,7 @@ async function deliver(event: string, payload: unknown, deliveryId: string) {
   await app.waitFor(`delivery ${deliveryId} to be processed`, () => app.logs.some((l) => l.includes("delivery processed") && l.includes(deliveryId)));
 }
 
-async function waitingRun(issue: number): Promise<string> {
-  return app.waitFor("a waiting run", async () => {
-    for (const r of await app.sluice.store.listRuns({ repo, status: ["waiting"] })) {
-      if ((await app.sluice.runtime.load(r.id)).state.trigger.issue === issue) return r.id;
-    }
-    return undefined;
-  });
-}
+const waitingRun = (issue: number) => app.waitingRun(repo, issue);
 
 async function journal(id: string): Promise<JournalEvent[]> {
   return (await app.sluice.runtime.load(id)).events;

@@ -58,22 +58,9 @@ async function comment(issue: number, sender: string, body: string): Promise<voi
   expect(res.status).toBe(200);
 }
 
-async function waitingRun(issue: number): Promise<string> {
-  return app.waitFor("a waiting run", async () => {
-    for (const r of await app.sluice.store.listRuns({ repo, status: ["waiting"] })) {
-      const { state } = await app.sluice.runtime.load(r.id);
-      if (state.trigger.issue === issue && state.steps.review?.gate) return r.id;
-    }
-    return undefined;
-  });
-}
-
 /** The run ended; its journal and what the peer received for it. */
 async function outcome(id: string, via: string) {
-  const record = await app.waitFor(`run ${id} to end`, async () => {
-    const r = await app.sluice.store.getRun(id);
-    return r && ["succeeded", "failed", "cancelled", "timed_out"].includes(r.status) ? r : undefined;
-  });
+  const record = await app.ended(id);
   const events = (await app.sluice.store.loadJournal(id)).map((s) => s.event);
   return {
     status: record.status,
@@ -91,7 +78,7 @@ describe("one advance per run at a time", { timeout: 120_000 }, () => {
     const byComment = async () => {
       const issue = sim.createIssue(repo, { title: "Deploy by comment", user: "ann" });
       await comment(issue.number, "ann", "/run deploy via=comment");
-      const id = await waitingRun(issue.number);
+      const id = await app.waitingRun(repo, issue.number);
       await comment(issue.number, "bob", "/approve");
       return outcome(id, "comment");
     };
@@ -99,14 +86,14 @@ describe("one advance per run at a time", { timeout: 120_000 }, () => {
       sim.pushCommit(repo, "deploy-review", { "README.md": "# widgets, reviewed\n" }, { author: "ann" });
       const pr = sim.createPullRequest(repo, { head: "deploy-review", title: "Deploy by review", user: "ann" });
       await comment(pr.number, "ann", "/run deploy via=review");
-      const id = await waitingRun(pr.number);
+      const id = await app.waitingRun(repo, pr.number);
       expect((await app.send("pull_request_review", sim.payloads.pullRequestReview({ repo, number: pr.number, sender: "carol", state: "approved" }))).status).toBe(200);
       return outcome(id, "review");
     };
     const byButton = async () => {
       const issue = sim.createIssue(repo, { title: "Deploy by button", user: "ann" });
       await comment(issue.number, "ann", "/run deploy via=button");
-      const id = await waitingRun(issue.number);
+      const id = await app.waitingRun(repo, issue.number);
       const check = await app.waitFor("the Approve button", () => [...sim.checkRuns.values()].find((c) => c.externalId === id && c.actions.some((a) => a.identifier.startsWith("approve:"))));
       const approve = check.actions.find((a) => a.identifier.startsWith("approve:"))!;
       expect((await app.send("check_run", sim.payloads.checkRunRequestedAction({ repo, checkRunId: check.id, identifier: approve.identifier, sender: "dave" }))).status).toBe(200);

@@ -110,12 +110,7 @@ async function runsOf(flow: string) {
   return app.sluice.store.listRuns({ repo, flow });
 }
 
-async function ended(id: string) {
-  return app.waitFor(`run ${id} to end`, async () => {
-    const r = await app.sluice.store.getRun(id);
-    return r && ["succeeded", "failed", "cancelled", "timed_out"].includes(r.status) ? r : undefined;
-  });
-}
+const ended = (id: string) => app.ended(id);
 
 describe("event triggers", { timeout: 60_000 }, () => {
   it("starts a live flow on a matching event; `actions` and `if` filter; the app's own events never trigger", async () => {

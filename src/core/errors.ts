@@ -55,6 +55,8 @@ export type ErrorCode =
   | "FORBIDDEN"
   /** A decision made somewhere it does not count (another issue or pull request, another head). */
   | "APPROVAL_WRONG_PLACE"
+  /** GitHub's write budget for the installation (or a hold GitHub asked for) lets no request through before the time given. */
+  | "GITHUB_RATE_LIMITED"
   | "INTERNAL";
 
 export class SluiceError extends Error {

@@ -4,6 +4,11 @@
  * and the server's credentials: API tokens (hashed), its signing keys, generic-hook claims.
  * SQLite and PostgreSQL adapters implement it and run one contract suite
  * (test/adapters/store/contract.ts).
+ *
+ * Durability (SPEC §4): every write is durable (fsynced) before it returns unless the caller
+ * says otherwise; the engine's appends say so for everything a crash may cost at most a read's
+ * re-run of. A store that cannot reach its database retries, with backoff, until the operator's
+ * deadline; only then does it throw STORE_ERROR with `details.unavailable`.
  */
 import type { JournalEvent, Release } from "../core/engine/events.js";
 
@@ -93,6 +98,45 @@ export interface ApiToken {
   revokedAt: number | null;
 }
 
+/**
+ * A `kv` step's write, applied in the transaction that records the step's result, so the write
+ * and the result commit together or not at all (exactly once, SPEC §4). It is a compare-and-set:
+ * it applies only if the key's live version is still the one the step read.
+ */
+export interface KvWrite {
+  namespace: string;
+  key: string;
+  /** The live version the step read (0: absent, or expired at `now`). */
+  expectVersion: number;
+  /** The time the step read the key at: what is live is judged at this time. */
+  now: number;
+  /** The entry the key holds after the write, or null: the key is deleted. */
+  next: { value: unknown; version: number; expiresAt: number | null } | null;
+}
+
+export interface AppendUpdate {
+  status: RunStatus;
+  /** When the run next wants a worker (epoch ms), or null. */
+  wakeAt: number | null;
+  /**
+   * Whether the commit must be durable (fsynced) before append returns. Default true. The engine
+   * commits without it what a power loss may lose at the cost of re-running reads.
+   */
+  durable?: boolean;
+  /**
+   * Whether other processes are told (NOTIFY on PostgreSQL) that the run yields or is due.
+   * Default: when `wakeAt` is not null.
+   */
+  notify?: boolean;
+  /** A lease owner: its lease on the run is freed in the same transaction (an advance ending). */
+  release?: string;
+  /**
+   * A kv write to apply in the same transaction: when the key moved since the step read it,
+   * nothing is appended and append throws ConflictError with `details.kvKey`.
+   */
+  kv?: KvWrite;
+}
+
 export interface RunStore {
   /** Creates the run and its first events (seq 1..n) in one transaction. Throws on a duplicate id. */
   createRun(run: NewRun, events: JournalEvent[]): Promise<void>;
@@ -101,15 +145,10 @@ export interface RunStore {
   loadJournal(id: string): Promise<StoredEvent[]>;
   /**
    * Appends events after `expectedSeq` and sets the run's status and next wake-up in the same
-   * transaction. Throws ConflictError when the journal's last seq is not `expectedSeq`.
-   * Returns the new last seq.
+   * transaction (with the lease release and the kv write `update` names). Throws ConflictError
+   * when the journal's last seq is not `expectedSeq`. Returns the new last seq.
    */
-  append(
-    id: string,
-    expectedSeq: number,
-    events: JournalEvent[],
-    update: { status: RunStatus; wakeAt: number | null },
-  ): Promise<number>;
+  append(id: string, expectedSeq: number, events: JournalEvent[], update: AppendUpdate): Promise<number>;
   /** Sets only the next wake-up (a worker that found nothing to do before a time). */
   setWakeAt(id: string, wakeAt: number | null): Promise<void>;
   listRuns(filter?: RunFilter): Promise<RunRecord[]>;
@@ -121,10 +160,27 @@ export interface RunStore {
   claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<RunRecord[]>;
   /** Takes the lease on one run if it is free or expired (or already ours). */
   acquireLease(id: string, owner: string, now: number, leaseMs: number): Promise<boolean>;
+  /**
+   * Extends each lease that its owner still holds to `now + leaseMs` (a heartbeat, one statement
+   * for all of a process's leases); returns those runs with their journal's last seq. A lease
+   * not returned was lost: it expired and another owner took the run.
+   */
+  renewLeases(leases: readonly { id: string; owner: string }[], now: number, leaseMs: number): Promise<{ id: string; seq: number }[]>;
   /** Releases the lease if `owner` holds it. */
   releaseLease(id: string, owner: string): Promise<void>;
-  /** The earliest wakeAt among runs not leased at `now`, or null: lets a worker sleep precisely. */
+  /**
+   * When a worker should next look for due runs, or null: the earliest wake-up among runs with
+   * one, a run leased at `now` counting from when its lease expires (so a worker wakes when a
+   * dead process's lease does).
+   */
   nextWakeAt(now: number): Promise<number | null>;
+  /**
+   * Calls `listener` soon after another process gives a run a wake-up (PostgreSQL: LISTEN, with
+   * the run id; SQLite: a commit by another connection, without one), and with no id after a
+   * lost connection came back (anything may have been missed). Resolves once listening; the
+   * returned function stops it.
+   */
+  onWake(listener: (runId?: string) => void): Promise<() => Promise<void>>;
   findCallback(token: string): Promise<{ runId: string; step: string } | undefined>;
 
   // Inbox: webhook deliveries and schedule ticks, recorded before they are answered and
@@ -136,6 +192,12 @@ export interface RunStore {
    * lease is free or expired, oldest first, adding one to their attempts.
    */
   claimDeliveries(owner: string, now: number, leaseMs: number, limit: number): Promise<Delivery[]>;
+  /**
+   * Extends the leases `owner` holds on these unprocessed deliveries to `now + leaseMs` (a
+   * heartbeat, so an inbox can keep its leases short and a dead process's deliveries come free
+   * soon); returns the ids still held.
+   */
+  renewDeliveries(owner: string, ids: readonly string[], now: number, leaseMs: number): Promise<string[]>;
   /** Marks a delivery processed; with `retryAt`, releases it for a later attempt instead. */
   finishDelivery(id: string, outcome: { error?: string; retryAt?: number }): Promise<void>;
 

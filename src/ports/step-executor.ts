@@ -5,7 +5,7 @@
  */
 import type { Connection, Effect, Policy, StepKind } from "../core/flow/types.js";
 import type { Release } from "../core/engine/events.js";
-import type { RunStore } from "./run-store.js";
+import type { KvWrite, RunStore } from "./run-store.js";
 
 export interface Logger {
   debug(msg: string, meta?: Record<string, unknown>): void;
@@ -62,6 +62,11 @@ export interface StepContext {
 
 export interface StepResult {
   outputs: Record<string, unknown>;
+  /**
+   * A kv write the store applies in the same transaction as the step's result (exactly once:
+   * a crash can neither lose nor repeat it). Only the kv step returns one.
+   */
+  kv?: KvWrite;
 }
 
 export interface StepExecutor {

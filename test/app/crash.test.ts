@@ -31,6 +31,27 @@ outputs:
 
 const HTTP_STEPS = ["one", "three", "four"];
 
+/** Increments that count themselves: each run's own key, and one key every run shares. */
+const COUNTER = `
+name: counter
+on: { manual: {} }
+steps:
+  - id: a
+    kv: { incr: { key: "run-\${{ run.id }}" } }
+  - id: shared-a
+    kv: { incr: { key: shared, by: 1 } }
+  - id: slow
+    http: { method: POST, connection: counter, url: /hit, body: { step: slow } }
+  - id: b
+    kv: { incr: { key: "run-\${{ run.id }}" } }
+  - id: shared-b
+    kv: { incr: { key: shared, by: 1 } }
+  - id: nap
+    sleep: 100ms
+  - id: c
+    kv: { incr: { key: "run-\${{ run.id }}" } }
+`;
+
 let repo: TestRepo;
 let peer: HttpPeer;
 let env: Record<string, string>;
@@ -45,6 +66,7 @@ beforeAll(async () => {
   repo = makeRepo({
     ".github/sluice.yml": `connections:\n  counter: { type: http, base_url: "${peer.origin}" }\npolicy:\n  allow: { http: ["POST ${peer.origin}/**"] }\n`,
     ".github/flows/crashy.yml": FLOW,
+    ".github/flows/counter.yml": COUNTER,
   });
   env = { SLUICE_HOME: join(repo.dir, ".state") };
 });
@@ -127,6 +149,29 @@ describe("crash safety", () => {
     expect(kills).toBeGreaterThanOrEqual(12);
     expect(listRuns().map((r) => r.status)).toEqual(ids.map(() => "succeeded"));
     checkRuns(ids);
+  }, 180_000);
+
+  it("kv writes commit with their results: SIGKILL storms neither lose nor repeat an increment", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) ids.push(sluice(repo.dir, ["run", "counter", "--detach", "--json"], env).json.data.id);
+    const done = () => listRuns().filter((r) => ids.includes(r.id)).every((r) => r.status === "succeeded");
+    let kills = 0;
+    for (let round = 0; round < 6; round++) {
+      // Two workers at once, so increments of one key race between processes too.
+      const workers = [startWorker(), startWorker()];
+      await new Promise((r) => setTimeout(r, 400 + Math.floor(Math.random() * 800)));
+      await Promise.all(workers.map(kill));
+      kills += 2;
+    }
+    const last = startWorker();
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && !done()) await new Promise((r) => setTimeout(r, 300));
+    await kill(last);
+    expect(kills).toBeGreaterThanOrEqual(10);
+    expect(done()).toBe(true);
+    const kv = (key: string) => sluice(repo.dir, ["kv", "get", key, "--json"], env).json.data.value;
+    for (const id of ids) expect(kv(`run-${id}`), `run ${id}'s own counter`).toBe(3);
+    expect(kv("shared")).toBe(ids.length * 2);
   }, 180_000);
 
   it("two workers on one SQLite file never execute the same attempt twice", async () => {

@@ -221,6 +221,10 @@ function queryError(name: string, err: unknown, readOnly: boolean, deadline: Dea
       : "the database or role only allows reads";
     return new NonRetriableError("DB_READ_ONLY", `db ${name}: ${message} (${why})`, details);
   }
+  // A connection lost during a write may have lost it after the commit: the write may or may not
+  // have happened, so it is not tried again blindly (a read is).
+  const lost = !sqlstate || /^(08|57P)/.test(sqlstate);
+  if (lost && !readOnly) return new NonRetriableError(sqlstate ? "DB_ERROR" : "CONNECTION_FAILED", `db ${name}: the connection failed during a write, which may or may not have happened: ${message}`, details);
   if (!sqlstate) return new SluiceError("CONNECTION_FAILED", `db ${name}: the connection failed: ${message}`, details);
   if (sqlstate === "08P01") return new NonRetriableError("DB_ERROR", `db ${name}: ${message}`, details);
   if (/^(08|53|57P|40001|40P01|55P03)/.test(sqlstate)) return new SluiceError("DB_ERROR", `db ${name}: ${message}`, details);
@@ -382,10 +386,13 @@ export async function runSqlite(
     deadline.signal.addEventListener("abort", onAbort, { once: true });
     child.once("message", (m: SqliteAnswer) => finish(() => resolve(m)));
     child.once("error", (err) => finish(() => reject(new SluiceError("DB_ERROR", `db ${conn.name}: could not start SQLite: ${err.message}`))));
-    child.once("exit", (code, signal) =>
-      finish(() =>
-        reject(new SluiceError("DB_ERROR", `db ${conn.name}: SQLite ended without an answer (${signal ?? `exit ${code}`}): ${stderr.trim()}`)),
-      ),
+    // "close", not "exit": the answer can still be on its way when the process has exited.
+    child.once("close", (code, signal) =>
+      finish(() => {
+        const message = `db ${conn.name}: SQLite ended without an answer (${signal ?? `exit ${code}`}): ${stderr.trim()}`;
+        // A write may have committed before the child died: trying it again could do it twice.
+        reject(readOnly ? new SluiceError("DB_ERROR", message) : new NonRetriableError("DB_ERROR", `${message}; the write may or may not have happened`));
+      }),
     );
     child.send(job);
   });

@@ -3,6 +3,7 @@
  * checks, and the shape of a migration.
  */
 import { SluiceError } from "../../core/errors.js";
+import type { KvWrite } from "../../ports/run-store.js";
 
 export interface Migration {
   /** 1, 2, 3…: applied in order, each once, recorded in `schema_migrations`. */
@@ -76,6 +77,22 @@ export function incremented(current: unknown, by: number, namespace: string, key
     throw new SluiceError("KV_NOT_A_NUMBER", `incrementing kv key '${key}' overflows`, { namespace, key });
   }
   return next;
+}
+
+/** Checks a kv step's write and returns its new value as JSON text (null: the key is deleted). */
+export function checkKvWrite(w: KvWrite): { value: string | null } {
+  if (typeof w !== "object" || w === null) throw new SluiceError("INPUT_INVALID", "a kv write must be an object");
+  checkKey(w.namespace, w.key);
+  checkTime(w.now, "now");
+  if (!Number.isSafeInteger(w.expectVersion) || w.expectVersion < 0) {
+    throw new SluiceError("INPUT_INVALID", `a kv write expects a version >= 0, got ${String(w.expectVersion)}`, { namespace: w.namespace, key: w.key });
+  }
+  if (w.next === null) return { value: null };
+  if (!Number.isSafeInteger(w.next.version) || w.next.version < 1) {
+    throw new SluiceError("INPUT_INVALID", `a kv write's new version must be a whole number >= 1, got ${String(w.next.version)}`, { namespace: w.namespace, key: w.key });
+  }
+  if (w.next.expiresAt !== null) checkTime(w.next.expiresAt, "expiresAt");
+  return { value: toJson(w.next.value, `the value of kv key '${w.key}'`) };
 }
 
 export function checkLimit(limit: number | undefined, what: string): void {

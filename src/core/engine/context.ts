@@ -16,20 +16,34 @@ export function outcomeOf(status: string): "success" | "failure" | "skipped" | n
   }
 }
 
+/**
+ * The `steps` context as a view of the run's state: a step's entry is made when an expression
+ * reads it, so evaluating `steps.build.outputs.x` costs the same in a run of 10 steps or 1,000.
+ * Listing it (`toJSON(steps)`) gives the steps with an outcome, in flow order.
+ */
+function stepsView(state: RunState): ExprContext["steps"] {
+  const entry = (id: string | symbol): ExprContext["steps"][string] | undefined => {
+    const s = typeof id === "string" && Object.hasOwn(state.steps, id) ? state.steps[id] : undefined;
+    const outcome = s ? outcomeOf(s.status) : null;
+    return s && outcome !== null ? { outputs: s.outputs ?? {}, outcome } : undefined;
+  };
+  return new Proxy({} as ExprContext["steps"], {
+    get: (_target, id) => entry(id),
+    has: (_target, id) => entry(id) !== undefined,
+    ownKeys: () => state.flow.steps.map((d) => d.id).filter((id) => entry(id) !== undefined),
+    getOwnPropertyDescriptor: (_target, id) => {
+      const value = entry(id);
+      return value === undefined ? undefined : { value, enumerable: true, configurable: true, writable: false };
+    },
+  });
+}
+
+/** The context of a run now. `steps` is a view (see stepsView); `status` is worked out when a status function asks. */
 export function exprContext(state: RunState): ExprContext {
-  const steps: ExprContext["steps"] = {};
-  let failed = false;
-  for (const def of state.flow.steps) {
-    const s = state.steps[def.id];
-    if (!s) continue;
-    const outcome = outcomeOf(s.status);
-    if (outcome === "failure") failed = true;
-    if (outcome !== null) steps[def.id] = { outputs: s.outputs ?? {}, outcome };
-  }
   const [owner, name] = state.repo.includes("/") ? state.repo.split("/") : [undefined, state.repo];
   return {
     inputs: state.inputs,
-    steps,
+    steps: stepsView(state),
     github: {
       event: state.trigger.event ?? {},
       event_name: state.trigger.type,
@@ -48,6 +62,9 @@ export function exprContext(state: RunState): ExprContext {
       flow: state.flow.name,
     },
     callbacks: Object.fromEntries(Object.entries(state.callbacks).map(([k, url]) => [k, { url }])),
-    status: { failed, cancelled: state.cancelRequested !== undefined },
+    get status() {
+      const failed = state.flow.steps.some((d) => outcomeOf(state.steps[d.id]?.status ?? "pending") === "failure");
+      return { failed, cancelled: state.cancelRequested !== undefined };
+    },
   };
 }

@@ -12,7 +12,7 @@ import { coveringApprovals } from "./coverage.js";
 import type { GateInfo, JournalEvent, StepErrorInfo } from "./events.js";
 import { digestMatches, gateDigest, quorumOf } from "./gates.js";
 import { nextAttemptAt } from "./retry.js";
-import type { RunState, RunStatus, StepState } from "./state.js";
+import { isFinal, type RunState, type RunStatus, type StepState } from "./state.js";
 
 export type Turn =
   | { kind: "append"; events: JournalEvent[] }
@@ -49,13 +49,6 @@ function complete(
   return { kind: "append", events: [{ type: "run_completed", at: now, status, outputs, ...(error ? { error } : {}) }] };
 }
 
-/** Whether a step's outcome is settled for the run to move on (success, skip or final failure). */
-export function isFinal(def: Step, s: StepState): boolean {
-  if (s.settled) return true;
-  if (s.status !== "failed" || !s.lastFailure) return false;
-  return nextAttemptAt(def.retry, s.lastFailure) === null;
-}
-
 export function decide(state: RunState, facts: Facts): Turn {
   const { now } = facts;
   if (state.completed) return { kind: "done", status: state.completed.status };
@@ -76,7 +69,10 @@ export function decide(state: RunState, facts: Facts): Turn {
     return complete(now, "timed_out", {}, errorInfo("RUN_TIMEOUT", `the run passed its timeout of ${state.flow.timeout}`));
   }
 
-  for (const [index, def] of state.flow.steps.entries()) {
+  // Every step before the frontier is done with (the fold keeps it): start there.
+  const defs = state.flow.steps;
+  for (let index = state.frontier; index < defs.length; index++) {
+    const def = defs[index] as Step;
     const s = state.steps[def.id];
     if (!s) continue;
     if (isFinal(def, s)) {
@@ -112,11 +108,12 @@ function decideStep(state: RunState, def: Step, s: StepState, index: number, now
   if (s.status === "failed" && s.lastFailure) {
     const at = nextAttemptAt(def.retry, s.lastFailure) as number;
     if (now < at) return { kind: "wait", status: "running", wakeAt: at };
-    return execute(state, def, s, s.attempts + 1, now);
+    return execute(state, def, s, index, s.attempts + 1, now);
   }
-  // An attempt started and never finished: the worker that ran it is gone.
+  // An attempt started and never finished: the worker that ran it is gone. A write's outcome is
+  // unknown, unless its effect commits with its result (atomic): then it did nothing.
   if (s.inFlight && !s.gate) {
-    if (s.effect === "write") {
+    if (s.effect === "write" && !s.inFlight.atomic) {
       return {
         kind: "append",
         events: [
@@ -129,7 +126,7 @@ function decideStep(state: RunState, def: Step, s: StepState, index: number, now
         ],
       };
     }
-    return execute(state, def, s, s.attempts + 1, now);
+    return execute(state, def, s, index, s.attempts + 1, now);
   }
   if (s.gate) return decideGate(def, s, now);
   if (s.status === "waiting") return decideWait(state, def, s, now);
@@ -177,7 +174,7 @@ function decideStep(state: RunState, def: Step, s: StepState, index: number, now
   if (!s.gateApproved && !s.retryUnknown && requiresApproval({ kind: def.kind, params }, effect, state.config.policy) && !coveredBy(state, index)) {
     return { kind: "append", events: [{ type: "gate_opened", at: now, step: def.id, gate: implicitGate(state, def, params) }] };
   }
-  return execute(state, def, s, s.attempts + 1, now, params, effect);
+  return execute(state, def, s, index, s.attempts + 1, now, params, effect);
 }
 
 /** A step's effect under the run's config, raised to `write` where the step was found to write at run time. */
@@ -190,7 +187,7 @@ function evaluateParams(def: Step, ctx: ExprContext): Record<string, unknown> {
   return isObject(p) ? p : { value: p };
 }
 
-function execute(state: RunState, def: Step, s: StepState, attempt: number, now: number, params?: Record<string, unknown>, effect?: Effect): Turn {
+function execute(state: RunState, def: Step, s: StepState, index: number, attempt: number, now: number, params?: Record<string, unknown>, effect?: Effect): Turn {
   let p = params;
   try {
     p ??= evaluateParams(def, exprContext(state));
@@ -204,7 +201,7 @@ function execute(state: RunState, def: Step, s: StepState, attempt: number, now:
     attempt,
     key: `${state.id}:${def.id}:${attempt}`,
     effect: eff,
-    params: withReviewedHead(state, def, s, p),
+    params: withReviewedHead(state, def, s, index, p),
     ...(def.timeout ? { timeoutMs: parseDuration(def.timeout) } : {}),
   };
 }
@@ -222,10 +219,9 @@ function coveredBy(state: RunState, index: number): StepState | undefined {
  * A merge of the pull request whose head the covering approval reviewed passes that head's SHA,
  * so GitHub refuses to merge anything pushed since (SPEC §4). The step's own `sha` wins.
  */
-function withReviewedHead(state: RunState, def: Step, s: StepState, params: Record<string, unknown>): Record<string, unknown> {
+function withReviewedHead(state: RunState, def: Step, s: StepState, index: number, params: Record<string, unknown>): Record<string, unknown> {
   const merge = def.kind === "github" && isObject(params.merge_pull_request) ? params.merge_pull_request : undefined;
   if (!merge || merge.sha !== undefined) return params;
-  const index = state.flow.steps.indexOf(def);
   const head = (s.passedGate ?? coveredBy(state, index)?.gate)?.info.head;
   if (!head || head.pull_request !== Number(merge.number)) return params;
   return { ...params, merge_pull_request: { ...merge, sha: head.sha } };

@@ -66,7 +66,12 @@ export type JournalEvent =
     }
   | { type: "run_started"; at: number }
   | { type: "step_skipped"; at: number; step: string }
-  | { type: "step_started"; at: number; step: string; attempt: number; key: string; effect: string }
+  /**
+   * `atomic`: the attempt's effect commits in the same store transaction as its result (a `kv`
+   * write), so a start with no result did nothing and the attempt may simply run again. Absent in
+   * journals written before atomic steps existed: such a write's outcome stays unknown.
+   */
+  | { type: "step_started"; at: number; step: string; attempt: number; key: string; effect: string; atomic?: true }
   | { type: "step_succeeded"; at: number; step: string; attempt: number; outputs: Record<string, unknown> }
   | { type: "step_failed"; at: number; step: string; attempt: number; error: StepErrorInfo }
   /**

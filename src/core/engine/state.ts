@@ -1,9 +1,13 @@
 /**
  * fold(journal) → state: the one reading of a run's events. Pure and total: an event that
  * does not apply (a result after the run ended, a second callback) changes nothing.
+ *
+ * The fold is incremental: `foldInto` applies the events that follow the ones a state was
+ * folded from, so a runtime that appends keeps its state and pays for each event once.
  */
 import type { Config, Effect, Flow, Step } from "../flow/types.js";
 import type { ApprovalSignal, GateInfo, JournalEvent, RefusalReason, Release, StepErrorInfo, Trigger } from "./events.js";
+import { nextAttemptAt } from "./retry.js";
 
 export type RunStatus = "queued" | "running" | "waiting" | "succeeded" | "failed" | "cancelled" | "timed_out";
 export type StepStatus = "pending" | "running" | "waiting" | "succeeded" | "failed" | "skipped" | "cancelled";
@@ -32,8 +36,11 @@ export interface StepState {
   effect?: string;
   /** Attempts started so far. */
   attempts: number;
-  /** The attempt started and not finished (a crash leaves one behind). */
-  inFlight?: { attempt: number; key: string; at: number };
+  /**
+   * The attempt started and not finished (a crash leaves one behind). `atomic`: its effect
+   * commits with its result, so an attempt left behind did nothing.
+   */
+  inFlight?: { attempt: number; key: string; at: number; atomic?: true };
   lastFailure?: { attempt: number; at: number; error: StepErrorInfo };
   outputs?: Record<string, unknown>;
   error?: StepErrorInfo;
@@ -75,6 +82,30 @@ export interface RunState {
   eventPayloads: Record<string, unknown>;
   cancelRequested?: { by: string; reason?: string; at: number };
   completed?: { status: "succeeded" | "failed" | "cancelled" | "timed_out"; outputs: Record<string, unknown>; error?: StepErrorInfo; at: number };
+  /**
+   * The index in `flow.steps` of the first step the run cannot move past yet (not settled, or
+   * failed for good without `on_error: continue`); every step before it is done with. `decide`
+   * starts there instead of walking the whole flow on every turn. Derived, never journaled.
+   */
+  frontier: number;
+}
+
+/** Whether a step's outcome is settled for the run to move on (success, skip or final failure). */
+export function isFinal(def: Step, s: StepState): boolean {
+  if (s.settled) return true;
+  if (s.status !== "failed" || !s.lastFailure) return false;
+  return nextAttemptAt(def.retry, s.lastFailure) === null;
+}
+
+/** Moves the frontier past the steps the run is done with. */
+function advanceFrontier(state: RunState): void {
+  const defs = state.flow.steps;
+  while (state.frontier < defs.length) {
+    const def = defs[state.frontier] as Step;
+    const s = state.steps[def.id];
+    if (s && (!isFinal(def, s) || (s.status === "failed" && def.on_error !== "continue"))) return;
+    state.frontier++;
+  }
 }
 
 function initialStep(step: Step): StepState {
@@ -99,12 +130,28 @@ export function fold(events: readonly JournalEvent[]): RunState {
     steps: Object.fromEntries(first.flow.steps.map((s) => [s.id, initialStep(s)])),
     callbackBodies: {},
     eventPayloads: {},
+    frontier: 0,
   };
-  for (const event of events.slice(1)) apply(state, event);
+  advanceFrontier(state);
+  for (let i = 1; i < events.length; i++) apply(state, events[i] as JournalEvent);
+  return state;
+}
+
+/**
+ * Applies `events`, which follow the ones `state` was folded from, to `state` in place and
+ * returns it: `foldInto(fold(a), b)` is `fold([...a, ...b])`.
+ */
+export function foldInto(state: RunState, events: readonly JournalEvent[]): RunState {
+  for (const e of events) apply(state, e);
   return state;
 }
 
 function apply(state: RunState, e: JournalEvent): void {
+  applyEvent(state, e);
+  advanceFrontier(state);
+}
+
+function applyEvent(state: RunState, e: JournalEvent): void {
   // Signals that arrive early are kept whatever the run's state (race-free waits).
   if (e.type === "callback_received") {
     if (!(e.step in state.callbackBodies)) state.callbackBodies[e.step] = e.body;
@@ -124,6 +171,7 @@ function apply(state: RunState, e: JournalEvent): void {
         Object.assign(s, { status: "pending", settled: false, gate: undefined, gateApproved: undefined, passedGate: undefined, error: undefined, lastFailure: undefined, inFlight: undefined, until: undefined, waitKind: undefined, outputs: undefined });
       }
     }
+    state.frontier = 0;
     return;
   }
   if (state.completed) return;
@@ -140,7 +188,7 @@ function apply(state: RunState, e: JournalEvent): void {
     case "step_started":
       if (!step) return;
       step.attempts = Math.max(step.attempts, e.attempt);
-      step.inFlight = { attempt: e.attempt, key: e.key, at: e.at };
+      step.inFlight = { attempt: e.attempt, key: e.key, at: e.at, ...(e.atomic ? { atomic: true as const } : {}) };
       step.status = "running";
       step.effect = e.effect;
       step.startedAt ??= e.at;

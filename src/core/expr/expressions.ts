@@ -134,10 +134,44 @@ function fromData(value: data.ExpressionData): unknown {
   return JSON.parse(JSON.stringify(value, data.replacer)) as unknown;
 }
 
-function evaluateOne(source: string, ctx: ExprContext): data.ExpressionData {
+/** Parsed expressions and the context keys they read, by source: a flow's expressions are few and evaluated often. */
+const parsed = new Map<string, { expr: Expr; reads: Map<string, Set<string> | "all"> }>();
+const PARSED_MAX = 10_000;
+
+function parseForEvaluation(source: string): { expr: Expr; reads: Map<string, Set<string> | "all"> } {
+  let hit = parsed.get(source);
+  if (hit) return hit;
   const expr = parseExpression(source);
+  // Per context, the keys the expression reads (`steps.build…` → build), or all of it.
+  const reads = new Map<string, Set<string> | "all">();
+  for (const [root, key] of referencedPaths(expr)) {
+    if (root === undefined) continue;
+    const seen = reads.get(root);
+    if (key === undefined) reads.set(root, "all");
+    else if (seen !== "all") reads.set(root, (seen ?? new Set<string>()).add(key));
+  }
+  if (parsed.size >= PARSED_MAX) parsed.clear();
+  hit = { expr, reads };
+  parsed.set(source, hit);
+  return hit;
+}
+
+/** The part of a context an expression reads: what it names, never the rest (a run's `steps` grows with it). */
+function readPart(value: unknown, reads: Set<string> | "all" | undefined): unknown {
+  if (reads === undefined) return {};
+  if (reads === "all" || value === null || typeof value !== "object") return value;
+  const part: Record<string, unknown> = {};
+  for (const key of reads) {
+    const v = (value as Record<string, unknown>)[key];
+    if (v !== undefined) part[key] = v;
+  }
+  return part;
+}
+
+function evaluateOne(source: string, ctx: ExprContext): data.ExpressionData {
+  const { expr, reads } = parseForEvaluation(source);
   const dict = new data.Dictionary(
-    ...CONTEXTS.map((key) => ({ key, value: toData(ctx[key]) })),
+    ...CONTEXTS.map((key) => ({ key, value: toData(readPart(ctx[key], reads.get(key))) })),
   );
   const fns = new Map<string, FunctionDefinition>([
     ["success", { name: "success", minArgs: 0, maxArgs: 0, call: () => new data.BooleanData(!ctx.status.failed && !ctx.status.cancelled) }],

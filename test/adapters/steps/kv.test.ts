@@ -1,14 +1,23 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kvExecutor } from "../../../src/adapters/steps/kv.js";
+import type { StepResult } from "../../../src/ports/step-executor.js";
 import { openSqliteRunStore } from "../../../src/adapters/store/sqlite/sqlite-run-store.js";
-import { NonRetriableError, SluiceError } from "../../../src/core/errors.js";
+import { ConflictError, NonRetriableError, SluiceError } from "../../../src/core/errors.js";
 import { makeStepContext } from "../../support/step-context.js";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-kv-step-"));
 const store = openSqliteRunStore(join(dir, "kv.db"));
+/** The run whose appends carry the steps' kv writes, as the runtime's do. */
+const RUN = "run-kv";
+beforeAll(async () => {
+  await store.createRun(
+    { id: RUN, flow: "kv", repo: "acme/widgets", status: "running", release: { sha: "0".repeat(40), ref: "refs/heads/main", kind: "live" }, concurrencyGroup: null, createdAt: clock, wakeAt: null, callbackTokens: [] },
+    [],
+  );
+});
 afterAll(async () => {
   await store.close();
   rmSync(dir, { recursive: true, force: true });
@@ -19,8 +28,21 @@ function ctx(repo = "acme/widgets", extra: Parameters<typeof makeStepContext>[0]
   return makeStepContext({ store, repo, now: () => clock, ...extra });
 }
 
+/**
+ * Runs the step as the runtime does: its write (if any) is applied by the store with an append,
+ * and a write whose key moved meanwhile is run again.
+ */
 async function run(params: Record<string, unknown>, repo?: string) {
-  return (await kvExecutor.execute(params, ctx(repo))).outputs;
+  for (;;) {
+    const result: StepResult = await kvExecutor.execute(params, ctx(repo));
+    if (!result.kv) return result.outputs;
+    try {
+      await store.append(RUN, 0, [], { status: "running", wakeAt: null, kv: result.kv });
+      return result.outputs;
+    } catch (e) {
+      if (!(e instanceof ConflictError) || e.details.kvKey === undefined) throw e;
+    }
+  }
 }
 
 async function failure(params: Record<string, unknown>, repo?: string): Promise<SluiceError> {
@@ -89,6 +111,17 @@ describe("kv step", () => {
     expect(await run({ incr: { key: "hits", by: "-10" } })).toMatchObject({ value: -3, version: 4 });
     const outs = await Promise.all(Array.from({ length: 10 }, () => run({ incr: { key: "parallel", by: 1 } })));
     expect(outs.map((o) => o.value).sort((a, b) => Number(a) - Number(b))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  it("makes no write itself: the write comes back with the outputs, for the store to apply with the result", async () => {
+    await run({ set: { key: "held", value: 1 } });
+    const result: StepResult = await kvExecutor.execute({ incr: { key: "held", by: 2 } }, ctx());
+    expect(result.outputs).toMatchObject({ value: 3, version: 2 });
+    expect(result.kv).toEqual({ namespace: "acme/widgets", key: "held", expectVersion: 1, now: clock, next: { value: 3, version: 2, expiresAt: null } });
+    expect(await store.kvGet("acme/widgets", "held", clock)).toMatchObject({ value: 1, version: 1 });
+    // Gets write nothing.
+    const get: StepResult = await kvExecutor.execute({ get: "held" }, ctx());
+    expect(get.kv).toBeUndefined();
   });
 
   it("incr on a non-number is KV_NOT_A_NUMBER, never retried", async () => {

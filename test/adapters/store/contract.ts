@@ -13,7 +13,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { randomUUID } from "node:crypto";
 import { ConflictError, SluiceError } from "../../../src/core/errors.js";
 import type { JournalEvent, Release } from "../../../src/core/engine/events.js";
-import type { NewRun, RunStatus, RunStore } from "../../../src/ports/run-store.js";
+import type { KvWrite, NewRun, RunStatus, RunStore } from "../../../src/ports/run-store.js";
 
 /** A fixed, plausible clock: 2030-01-01T00:00:00Z. */
 const T0 = Date.UTC(2030, 0, 1);
@@ -276,6 +276,20 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
         expect(rec).toMatchObject({ status: "succeeded", wakeAt: null, seq: 3, updatedAt: T0 + 70_000 });
       });
 
+      it("an append frees its owner's lease in the same transaction, and never another owner's", async () => {
+        const [a, b] = [await store(), await another()];
+        const run = newRun({ wakeAt: T0 });
+        await a.createRun(run, [created(run.id)]);
+        expect(await a.acquireLease(run.id, "a", T0, 60_000)).toBe(true);
+        // Not the holder: the lease stays.
+        await b.append(run.id, 1, [{ type: "run_started", at: T0 + 1 }], { status: "running", wakeAt: T0, release: "b", durable: false });
+        expect(await b.claimDue("b", T0 + 2, 60_000, 5)).toEqual([]);
+        // The holder's last commit of an advance frees the run for anyone at once.
+        await a.append(run.id, 2, [started("a", T0 + 3)], { status: "running", wakeAt: T0 + 3, release: "a", durable: false, notify: false });
+        expect((await b.claimDue("b", T0 + 4, 60_000, 5)).map((r) => r.id)).toEqual([run.id]);
+        expect((await b.loadJournal(run.id)).map((e) => e.event.type)).toEqual(["run_created", "run_started", "step_started"]);
+      });
+
       it("setWakeAt changes only the wake-up", async () => {
         const s = await store();
         const run = newRun({ status: "waiting", wakeAt: null });
@@ -457,6 +471,44 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
         expect(await s.nextWakeAt(T0)).toBe(T0 + 50);
       });
 
+      it("nextWakeAt counts a leased run from when its lease expires (a dead worker's runs come back)", async () => {
+        const s = await store();
+        const held = await due(s, T0 + 10);
+        await due(s, T0 + 900);
+        expect(await s.acquireLease(held, "w", T0, 200)).toBe(true);
+        expect(await s.nextWakeAt(T0)).toBe(T0 + 200);
+        expect(await s.acquireLease(held, "w", T0 + 100, 5_000)).toBe(true);
+        expect(await s.nextWakeAt(T0 + 100)).toBe(T0 + 900);
+      });
+
+      it("renewLeases extends the leases their owners still hold, in one call, with each run's seq", async () => {
+        const [a, b] = [await store(), await another()];
+        const mine = await due(a, T0);
+        const lost = await due(a, T0);
+        const never = await due(a, T0);
+        expect(await a.acquireLease(mine, "a/1", T0, 1_000)).toBe(true);
+        expect(await a.acquireLease(lost, "a/2", T0, 1_000)).toBe(true);
+        await a.append(mine, 1, [{ type: "run_started", at: T0 }], { status: "running", wakeAt: T0 });
+        // a/2's lease lapsed and b took the run over.
+        expect(await b.acquireLease(lost, "b", T0 + 1_000, 60_000)).toBe(true);
+        const renewed = await a.renewLeases(
+          [
+            { id: mine, owner: "a/1" },
+            { id: lost, owner: "a/2" },
+            { id: never, owner: "a/3" },
+            { id: "no-such-run", owner: "a/4" },
+          ],
+          T0 + 900,
+          1_000,
+        );
+        expect(renewed).toEqual([{ id: mine, seq: 2 }]);
+        // Renewed until T0+1900: nobody else gets it before then.
+        expect((await b.claimDue("b", T0 + 1_800, 1_000, 10)).map((r) => r.id)).toEqual([never]);
+        expect((await b.claimDue("b", T0 + 1_900, 1_000, 10)).map((r) => r.id)).toEqual([mine]);
+        expect(await a.renewLeases([], T0, 1_000)).toEqual([]);
+        await expectCode(a.renewLeases([{ id: mine, owner: "" }], T0, 1_000), "INPUT_INVALID");
+      });
+
       it("rejects a bad lease owner or duration", async () => {
         const s = await store();
         await expectCode(s.claimDue("", T0, 1_000, 1), "INPUT_INVALID");
@@ -590,6 +642,24 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
         ]);
         await a.finishDelivery(d.id, {});
         expect(await b.claimDeliveries("worker-b", T0 + 1_000_000, 60_000, 5)).toEqual([]);
+      });
+
+      it("renewDeliveries extends the leases their owner holds on unprocessed deliveries, and no others", async () => {
+        const [a, b] = [await store(), await another()];
+        const [d1, d2, d3] = [uid("renew"), uid("renew"), uid("renew")];
+        for (const id of [d1, d2, d3]) await a.recordDelivery({ id, event: "push", payload: {}, receivedAt: T0 });
+        expect((await a.claimDeliveries("a", T0, 1_000, 10)).map((d) => d.id)).toEqual([d1, d2, d3]);
+        await a.finishDelivery(d2, {});
+        // d3's lease lapsed and b took it.
+        expect((await b.claimDeliveries("b", T0 + 1_000, 60_000, 10)).map((d) => d.id)).toEqual([d1, d3]);
+        await b.finishDelivery(d1, { retryAt: T0 + 1_000 });
+        expect((await a.claimDeliveries("a", T0 + 1_000, 1_000, 10)).map((d) => d.id)).toEqual([d1]);
+        expect(await a.renewDeliveries("a", [d1, d2, d3, "never-recorded"], T0 + 1_900, 1_000)).toEqual([d1]);
+        // Held until T0+2900 now.
+        expect(await b.claimDeliveries("b", T0 + 2_800, 1_000, 10)).toEqual([]);
+        expect((await b.claimDeliveries("b", T0 + 2_900, 1_000, 10)).map((d) => d.id)).toEqual([d1]);
+        expect(await a.renewDeliveries("a", [], T0, 1_000)).toEqual([]);
+        await expectCode(a.renewDeliveries("", [d1], T0, 1_000), "INPUT_INVALID");
       });
 
       it("splits deliveries between two store instances racing for them, never both getting one", async () => {
@@ -1037,6 +1107,118 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
         await expectCode(s.claimHookKeys([""], T0, T0 + 1), "INPUT_INVALID");
         await expectCode(s.claimHookKeys(["k".repeat(513)], T0, T0 + 1), "INPUT_INVALID");
         await expectCode(s.claimHookKeys([uid("sig")], T0, T0), "INPUT_INVALID");
+      });
+    });
+
+    describe("kv writes with an append", () => {
+      async function running(s: RunStore): Promise<string> {
+        const run = newRun({ status: "running" });
+        await s.createRun(run, [created(run.id)]);
+        return run.id;
+      }
+      const write = (namespace: string, key: string, expectVersion: number, next: KvWrite["next"], now = T0): KvWrite => ({ namespace, key, expectVersion, now, next });
+
+      it("commits the write with the events: both or neither", async () => {
+        const [a, b] = [await store(), await another()];
+        const ns = uid("acme/kvtx");
+        const id = await running(a);
+        await a.append(id, 1, [succeeded("incr", T0 + 1, { value: 1, version: 1 })], {
+          status: "running",
+          wakeAt: null,
+          kv: write(ns, "n", 0, { value: 1, version: 1, expiresAt: null }),
+        });
+        expect(await b.kvGet(ns, "n", T0)).toEqual({ key: "n", value: 1, version: 1, expiresAt: null });
+        expect(await b.loadJournal(id)).toHaveLength(2);
+        // A journal that moved on: nothing is appended and the key is left as it was.
+        await expectCode(
+          b.append(id, 1, [succeeded("again", T0 + 2)], { status: "running", wakeAt: null, kv: write(ns, "n", 1, { value: 2, version: 2, expiresAt: null }) }),
+          "STATE_CONFLICT",
+        );
+        expect(await a.kvGet(ns, "n", T0)).toMatchObject({ value: 1, version: 1 });
+        expect(await a.loadJournal(id)).toHaveLength(2);
+      });
+
+      it("refuses a write whose key moved since it was read: ConflictError naming the key, nothing appended", async () => {
+        const s = await store();
+        const ns = uid("acme/kvmoved");
+        const id = await running(s);
+        await s.kvSet(ns, "k", "first", { now: T0 });
+        await s.kvSet(ns, "k", "second", { now: T0 });
+        const err = await expectCode(
+          s.append(id, 1, [succeeded("set", T0 + 1)], { status: "running", wakeAt: null, kv: write(ns, "k", 1, { value: "mine", version: 2, expiresAt: null }) }),
+          "STATE_CONFLICT",
+        );
+        expect(err.details).toMatchObject({ kvKey: "k", expectedVersion: 1, actualVersion: 2 });
+        expect(await s.kvGet(ns, "k", T0)).toMatchObject({ value: "second", version: 2 });
+        expect((await s.getRun(id))?.seq).toBe(1);
+        // A key read absent that someone created meanwhile has moved too.
+        await expectCode(
+          s.append(id, 1, [succeeded("set", T0 + 1)], { status: "running", wakeAt: null, kv: write(ns, "k", 0, { value: "new", version: 1, expiresAt: null }) }),
+          "STATE_CONFLICT",
+        );
+        expect((await s.getRun(id))?.seq).toBe(1);
+      });
+
+      it("judges what is live at the step's time: an expired key was absent; deletes and expiries are written", async () => {
+        const s = await store();
+        const ns = uid("acme/kvttl");
+        const id = await running(s);
+        await s.kvSet(ns, "t", "old", { now: T0, ttlMs: 100 });
+        let seq = await s.append(id, 1, [succeeded("a", T0 + 200)], {
+          status: "running",
+          wakeAt: null,
+          kv: write(ns, "t", 0, { value: "fresh", version: 1, expiresAt: T0 + 10_000 }, T0 + 200),
+        });
+        expect(await s.kvGet(ns, "t", T0 + 200)).toEqual({ key: "t", value: "fresh", version: 1, expiresAt: T0 + 10_000 });
+        seq = await s.append(id, seq, [succeeded("b", T0 + 300)], { status: "running", wakeAt: null, kv: write(ns, "t", 1, null, T0 + 300) });
+        expect(seq).toBe(3);
+        expect(await s.kvGet(ns, "t", T0 + 300)).toBeUndefined();
+        expect(await s.kvList(ns, T0)).toEqual([]);
+      });
+
+      it("of two runs writing one key from the version they both read, exactly one commits", async () => {
+        const [a, b] = [await store(), await another()];
+        const ns = uid("acme/kvrace");
+        const [r1, r2] = [await running(a), await running(a)];
+        const results = await Promise.allSettled([
+          a.append(r1, 1, [succeeded("incr", T0 + 1)], { status: "running", wakeAt: null, kv: write(ns, "c", 0, { value: 1, version: 1, expiresAt: null }) }),
+          b.append(r2, 1, [succeeded("incr", T0 + 1)], { status: "running", wakeAt: null, kv: write(ns, "c", 0, { value: 1, version: 1, expiresAt: null }) }),
+        ]);
+        expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+        const lost = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+        expect(lost?.reason).toBeInstanceOf(ConflictError);
+        expect((lost?.reason as ConflictError).details.kvKey).toBe("c");
+        const seqs = [(await a.getRun(r1))?.seq, (await a.getRun(r2))?.seq].sort();
+        expect(seqs).toEqual([1, 2]);
+        expect(await a.kvGet(ns, "c", T0)).toMatchObject({ value: 1, version: 1 });
+      });
+
+      it("rejects a malformed kv write with INPUT_INVALID, appending nothing", async () => {
+        const s = await store();
+        const id = await running(s);
+        const ns = uid("acme/kvbad");
+        await expectCode(s.append(id, 1, [], { status: "running", wakeAt: null, kv: write(ns, "", 0, null) }), "INPUT_INVALID");
+        await expectCode(s.append(id, 1, [], { status: "running", wakeAt: null, kv: write(ns, "k", -1, null) }), "INPUT_INVALID");
+        await expectCode(s.append(id, 1, [], { status: "running", wakeAt: null, kv: write(ns, "k", 0, { value: 1, version: 0, expiresAt: null }) }), "INPUT_INVALID");
+        expect((await s.getRun(id))?.seq).toBe(1);
+      });
+    });
+
+    describe("wake-ups", () => {
+      it("onWake hears another instance give a run a wake-up; stopping it stops it", async () => {
+        const [a, b] = [await store(), await another()];
+        let heard!: () => void;
+        const woken = new Promise<void>((resolve) => (heard = resolve));
+        const stop = await a.onWake(() => heard());
+        try {
+          const run = newRun({ wakeAt: null, status: "waiting" });
+          await b.createRun(run, [created(run.id)]);
+          await b.append(run.id, 1, [{ type: "callback_received", at: T0, step: "cb", body: {} }], { status: "waiting", wakeAt: T0 });
+          await woken;
+        } finally {
+          await stop();
+        }
+        await stop(); // twice: a no-op
       });
     });
 

@@ -93,8 +93,11 @@ describe("PostgresRunStore", () => {
     }
   });
 
-  it("reports an unreachable server as STORE_ERROR", async () => {
-    await expect(openPostgresRunStore("postgres://postgres@127.0.0.1:1/nowhere", { max: 1 })).rejects.toMatchObject({ code: "STORE_ERROR" });
+  it("reports a server still unreachable at the deadline as STORE_ERROR, unavailable", async () => {
+    await expect(openPostgresRunStore("postgres://postgres@127.0.0.1:1/nowhere", { max: 1, deadlineMs: 300 })).rejects.toMatchObject({
+      code: "STORE_ERROR",
+      details: { unavailable: true },
+    });
   });
 
   it("notifies listeners in other instances when a run gets a wake-up", async () => {
@@ -104,6 +107,7 @@ describe("PostgresRunStore", () => {
     let resolveSecond: () => void = () => undefined;
     const second = new Promise<void>((r) => (resolveSecond = r));
     const stop = await reader.onWake((id) => {
+      if (id === undefined) return;
       woken.push(id);
       if (woken.length === 2) resolveSecond();
     });

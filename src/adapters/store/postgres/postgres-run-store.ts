@@ -1,14 +1,23 @@
 /**
  * The RunStore on PostgreSQL (`pg` Pool), for several `sluice serve` processes sharing one
- * database: appends are compare-and-set under a row lock, `claimDue`, `claimDeliveries` and
- * `claimUnreported` take leases with `FOR UPDATE SKIP LOCKED`, migrations run under an advisory
- * lock so processes may start at once, and every change that schedules a wake-up sends
- * `NOTIFY sluice_wake` in its transaction.
+ * database: appends are one statement each (compare-and-set on the run's seq, the events, the
+ * wake-up, the NOTIFY), `claimDue`, `claimDeliveries` and `claimUnreported` take leases with
+ * `FOR UPDATE SKIP LOCKED`, migrations run under an advisory lock so processes may start at once,
+ * and every statement is prepared once per connection.
+ *
+ * The database going away is weather: every client has an 'error' handler (a checked-out one
+ * included), and an operation that could not reach the server is tried again with backoff until
+ * the operator's deadline (`deadlineMs`) has passed since the database was last reachable. An
+ * operation whose statement may have run before the connection broke is tried again only where
+ * that is harmless: reads, leases, and appends (a compare-and-set that checks whether the lost
+ * attempt was committed).
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { ConflictError, SluiceError } from "../../../core/errors.js";
 import type { JournalEvent, Release } from "../../../core/engine/events.js";
-import type { ApiToken, Delivery, KvEntry, NewRun, RunFilter, RunRecord, RunStatus, RunStore, StoredEvent } from "../../../ports/run-store.js";
+import type { ApiToken, AppendUpdate, Delivery, KvEntry, KvWrite, NewRun, RunFilter, RunRecord, RunStore, StoredEvent } from "../../../ports/run-store.js";
+import type { Logger } from "../../../ports/step-executor.js";
 import {
   checkDelivery,
   checkHookKeys,
@@ -16,6 +25,7 @@ import {
   checkIncrement,
   checkKey,
   checkKeyName,
+  checkKvWrite,
   checkLease,
   checkLimit,
   checkNewToken,
@@ -32,12 +42,15 @@ import {
 } from "../common.js";
 import { POSTGRES_MIGRATIONS } from "./migrations.js";
 
-type Queryable = pg.Pool | pg.PoolClient;
-
 /** The channel of wake-up notifications; the payload is the run id. */
 export const WAKE_CHANNEL = "sluice_wake";
 /** Key of the advisory lock held while migrating ("sluice" in ASCII). */
 const MIGRATION_LOCK = 0x736c75696365;
+/** How long the store keeps trying to reach the database before it gives up (SLUICE_DB_DEADLINE). */
+export const DEFAULT_DB_DEADLINE_MS = 5 * 60_000;
+/** Backoff between attempts to reach the database: from the first to the last, doubling. */
+const RETRY_FIRST_MS = 50;
+const RETRY_MAX_MS = 1_000;
 
 interface RunRow {
   ord: string;
@@ -94,7 +107,7 @@ function toRecord(row: RunRow): RunRecord {
     id: row.id,
     flow: row.flow,
     repo: row.repo,
-    status: row.status as RunStatus,
+    status: row.status as RunRecord["status"],
     release: row.release,
     concurrencyGroup: row.concurrency_group,
     createdAt: Number(row.created_at),
@@ -117,10 +130,31 @@ function pgCode(err: unknown): string | undefined {
   return typeof code === "string" ? code : undefined;
 }
 
+/** Socket errors of a connection that broke or could not be made. */
+const SOCKET_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
+/** SQLSTATEs of a server that is going away, starting up or full: admin/crash shutdown, cannot connect now, too many connections. */
+const UNAVAILABLE_STATES = new Set(["57P01", "57P02", "57P03", "53300"]);
+/** What `pg` says when a connection ends under it (it gives these no code). */
+const CONNECTION_MESSAGES = /Connection terminated|connection error|not queryable|timeout exceeded when trying to connect|Connection ended/i;
+
+/** Whether `err` says the database could not be reached (as opposed to a statement it refused). */
+export function isConnectionError(err: unknown): boolean {
+  const code = pgCode(err);
+  if (code && (SOCKET_CODES.has(code) || UNAVAILABLE_STATES.has(code) || code.startsWith("08"))) return true;
+  return err instanceof Error && !(err instanceof SluiceError) && CONNECTION_MESSAGES.test(err.message);
+}
+
 function storeError(what: string, err: unknown): SluiceError {
   if (err instanceof SluiceError) return err;
   const code = pgCode(err);
   return new SluiceError("STORE_ERROR", `PostgreSQL ${what} failed: ${(err as Error).message}`, code ? { pgCode: code } : {});
+}
+
+/** A connection could not be had from the pool: nothing was sent, so trying again is always safe. */
+class NotSent extends Error {
+  constructor(readonly reason: unknown) {
+    super(reason instanceof Error ? reason.message : String(reason));
+  }
 }
 
 /** Thrown inside a kv transaction when a concurrent insert won the key: the caller tries again. */
@@ -128,6 +162,54 @@ class KvRaced extends Error {}
 
 /** Thrown inside a hook claim when a key is held: the transaction rolls back, claiming nothing. */
 class ClaimHeld extends Error {}
+
+/** Statement names by text: each text is prepared once per connection under its name. */
+const statementNames = new Map<string, string>();
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (!name) {
+    name = `sluice_${statementNames.size}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
+/** A query that is prepared once per connection and run by name after that. */
+function prepared(text: string, values: unknown[]): pg.QueryConfig {
+  return { name: statementName(text), text, values };
+}
+
+async function migrateWith(client: pg.ClientBase, migrations: readonly Migration[]): Promise<number> {
+  await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
+  try {
+    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version    INTEGER PRIMARY KEY,
+      name       TEXT NOT NULL,
+      applied_at BIGINT NOT NULL
+    )`);
+    const res = await client.query<{ v: number | null }>("SELECT MAX(version) AS v FROM schema_migrations");
+    const current = res.rows[0]?.v ?? 0;
+    const known = migrations.length === 0 ? 0 : Math.max(...migrations.map((m) => m.version));
+    if (current > known) {
+      throw new SluiceError("STORE_ERROR", `the database's schema is at version ${current}, newer than this Sluice knows (${known}): upgrade Sluice`, { current, known });
+    }
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (m.version <= current) continue;
+      await client.query("BEGIN");
+      try {
+        await client.query(m.sql);
+        await client.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [m.version, m.name, Date.now()]);
+        await client.query("COMMIT");
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw err;
+      }
+    }
+    return known;
+  } finally {
+    await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
+  }
+}
 
 /** Applies the pending migrations, holding an advisory lock so concurrent starts apply each once. */
 export async function migratePostgres(pool: pg.Pool, migrations: readonly Migration[] = POSTGRES_MIGRATIONS): Promise<number> {
@@ -138,39 +220,7 @@ export async function migratePostgres(pool: pg.Pool, migrations: readonly Migrat
     throw storeError("connection", err);
   }
   try {
-    await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
-    try {
-      await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
-        version    INTEGER PRIMARY KEY,
-        name       TEXT NOT NULL,
-        applied_at BIGINT NOT NULL
-      )`);
-      const res = await client.query<{ v: number | null }>("SELECT MAX(version) AS v FROM schema_migrations");
-      const current = res.rows[0]?.v ?? 0;
-      const known = migrations.length === 0 ? 0 : Math.max(...migrations.map((m) => m.version));
-      if (current > known) {
-        throw new SluiceError(
-          "STORE_ERROR",
-          `the database's schema is at version ${current}, newer than this Sluice knows (${known}): upgrade Sluice`,
-          { current, known },
-        );
-      }
-      for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
-        if (m.version <= current) continue;
-        await client.query("BEGIN");
-        try {
-          await client.query(m.sql);
-          await client.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [m.version, m.name, Date.now()]);
-          await client.query("COMMIT");
-        } catch (err) {
-          await client.query("ROLLBACK");
-          throw err;
-        }
-      }
-      return known;
-    } finally {
-      await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]);
-    }
+    return await migrateWith(client, migrations);
   } catch (err) {
     throw storeError("migration", err);
   } finally {
@@ -181,49 +231,128 @@ export async function migratePostgres(pool: pg.Pool, migrations: readonly Migrat
 export interface PostgresRunStoreOptions {
   /** Pool size (default 10). */
   max?: number;
+  /** How long to keep trying while the database cannot be reached, in ms (default 5 minutes). */
+  deadlineMs?: number;
+  /** Where outages and recoveries are told (default: nowhere). */
+  logger?: Logger;
 }
+
+/**
+ * The one statement of an append: compare-and-set, events, wake-up, lease release, NOTIFY, and
+ * how it commits. Not durable: `synchronous_commit = off` (a crash of the database may undo it,
+ * and only together with what followed it: WAL is flushed in order). Durable: the server's own
+ * setting, raised to `local` where the server has it off, so a durable append is flushed.
+ */
+const APPEND_SQL = `WITH cas AS (
+    UPDATE runs SET seq = $2 + $9::int, status = $3, wake_at = $4, updated_at = GREATEST(updated_at, $8::bigint),
+      lease_owner = CASE WHEN lease_owner = $11::text THEN NULL ELSE lease_owner END,
+      lease_until = CASE WHEN lease_owner = $11::text THEN NULL ELSE lease_until END
+    WHERE id = $1 AND seq = $2
+    RETURNING id
+  ), ins AS (
+    INSERT INTO events (run_id, seq, type, at, event)
+    SELECT cas.id, $2 + x.n, x.type, x.at, x.event::json
+    FROM cas, unnest($5::text[], $6::bigint[], $7::text[]) WITH ORDINALITY AS x(type, at, event, n)
+    RETURNING 1
+  ), woke AS (
+    SELECT pg_notify('${WAKE_CHANNEL}', cas.id) FROM cas WHERE $10::boolean
+  )
+  SELECT (SELECT count(*) FROM cas)::int AS ok,
+         (SELECT seq FROM runs WHERE id = $1) AS seq,
+         (SELECT count(*) FROM woke)::int AS notified,
+         set_config('synchronous_commit', CASE WHEN NOT $12::boolean THEN 'off' WHEN current_setting('synchronous_commit') = 'off' THEN 'local' ELSE current_setting('synchronous_commit') END, true) AS commit_mode`;
 
 export class PostgresRunStore implements RunStore {
   readonly pool: pg.Pool;
   private closed = false;
-  private readonly listeners = new Set<pg.Client>();
+  private readonly listeners = new Set<() => Promise<void>>();
+  private readonly deadlineMs: number;
+  private readonly logger: Logger | undefined;
+  /** Since when the database could not be reached (epoch ms), or null while it answers. */
+  private downSince: number | null = null;
 
-  constructor(pool: pg.Pool) {
+  constructor(pool: pg.Pool, opts: Omit<PostgresRunStoreOptions, "max"> = {}) {
     this.pool = pool;
+    this.deadlineMs = opts.deadlineMs ?? DEFAULT_DB_DEADLINE_MS;
+    this.logger = opts.logger;
   }
 
-  private async q<R extends pg.QueryResultRow>(what: string, sql: string, args: unknown[] = [], on: Queryable = this.pool): Promise<pg.QueryResult<R>> {
-    try {
-      return await on.query<R>(sql, args);
-    } catch (err) {
-      throw storeError(what, err);
+  /**
+   * Runs `attempt` until it succeeds, fails for a reason other than the database being out of
+   * reach, or the database has been out of reach for longer than the deadline. A connection that
+   * broke after the statement was sent is tried again only when `idempotent`.
+   */
+  private async retrying<T>(what: string, idempotent: boolean, attempt: () => Promise<T>): Promise<T> {
+    for (let delay = RETRY_FIRST_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+      try {
+        const out = await attempt();
+        if (this.downSince !== null) {
+          this.logger?.info("the database answers again", { down_ms: Date.now() - this.downSince });
+          this.downSince = null;
+        }
+        return out;
+      } catch (err) {
+        const cause = err instanceof NotSent ? err.reason : err;
+        if (cause instanceof KvRaced || cause instanceof ClaimHeld) throw cause;
+        if (this.closed || !isConnectionError(cause) || !(idempotent || err instanceof NotSent)) throw storeError(what, cause);
+        const now = Date.now();
+        if (this.downSince === null) {
+          this.downSince = now;
+          this.logger?.warn("the database cannot be reached; trying again", { operation: what, error: (cause as Error).message, deadline_ms: this.deadlineMs });
+        }
+        if (now - this.downSince >= this.deadlineMs) {
+          throw new SluiceError("STORE_ERROR", `PostgreSQL ${what} failed: the database has been unreachable for ${Math.round((now - this.downSince) / 1000)} s (the deadline is ${Math.round(this.deadlineMs / 1000)} s): ${(cause as Error).message}`, {
+            unavailable: true,
+            ...(pgCode(cause) ? { pgCode: pgCode(cause) } : {}),
+          });
+        }
+        await sleep(delay / 2 + Math.random() * (delay / 2));
+      }
     }
   }
 
-  private async tx<T>(what: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  /** A client of the pool for `fn`; a client whose connection broke is discarded, not reused. */
+  private async withClient<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
     } catch (err) {
-      throw storeError(what, err);
+      throw new NotSent(err);
     }
-    let broken = false;
+    let broken: Error | undefined;
     try {
-      await client.query("BEGIN");
-      const out = await fn(client);
-      await client.query("COMMIT");
-      return out;
+      return await fn(client);
     } catch (err) {
-      try {
-        await client.query("ROLLBACK");
-      } catch {
-        broken = true;
-      }
-      if (err instanceof KvRaced || err instanceof ClaimHeld) throw err;
-      throw storeError(what, err);
+      if (isConnectionError(err)) broken = err as Error;
+      throw err;
     } finally {
       client.release(broken);
     }
+  }
+
+  private q<R extends pg.QueryResultRow>(what: string, sql: string, args: unknown[] = [], idempotent = true): Promise<pg.QueryResult<R>> {
+    return this.retrying(what, idempotent, () => this.withClient((c) => c.query<R>(prepared(sql, args))));
+  }
+
+  private tx<T>(what: string, fn: (c: pg.PoolClient) => Promise<T>, idempotent = true): Promise<T> {
+    return this.retrying(what, idempotent, () =>
+      this.withClient(async (c) => {
+        await c.query("BEGIN");
+        try {
+          const out = await fn(c);
+          await c.query("COMMIT");
+          return out;
+        } catch (err) {
+          if (!isConnectionError(err)) await c.query("ROLLBACK").catch(() => undefined);
+          throw err;
+        }
+      }),
+    );
+  }
+
+  /** Applies the pending migrations, waiting for the database as long as the deadline allows. */
+  async migrate(migrations: readonly Migration[] = POSTGRES_MIGRATIONS): Promise<number> {
+    return this.retrying("migration", true, () => this.withClient((c) => migrateWith(c, migrations)));
   }
 
   /** The schema version the database is at. */
@@ -237,35 +366,36 @@ export class PostgresRunStore implements RunStore {
     if (run.wakeAt !== null) checkTime(run.wakeAt, "wakeAt");
     const release = toJson(run.release, "the run's release");
     const encoded = events.map((e) => toJson(e, `event '${e.type}'`));
+    // Run ids are random: a run found with this id after a lost connection is this attempt's.
+    let sent = false;
     await this.tx("createRun", async (c) => {
+      if (sent && (await c.query(prepared("SELECT 1 FROM runs WHERE id = $1", [run.id]))).rowCount === 1) return;
+      sent = true;
       const inserted = await c.query(
-        `INSERT INTO runs (id, flow, repo, status, release, concurrency_group, created_at, updated_at, wake_at, seq)
-         VALUES ($1, $2, $3, $4, $5::json, $6, $7, $7, $8, $9)
-         ON CONFLICT (id) DO NOTHING`,
-        [run.id, run.flow, run.repo, run.status, release, run.concurrencyGroup, run.createdAt, run.wakeAt, events.length],
+        prepared(
+          `INSERT INTO runs (id, flow, repo, status, release, concurrency_group, created_at, updated_at, wake_at, seq)
+           VALUES ($1, $2, $3, $4, $5::json, $6, $7, $7, $8, $9)
+           ON CONFLICT (id) DO NOTHING`,
+          [run.id, run.flow, run.repo, run.status, release, run.concurrencyGroup, run.createdAt, run.wakeAt, events.length],
+        ),
       );
       if (inserted.rowCount !== 1) throw new ConflictError(`run '${run.id}' already exists`, { runId: run.id });
-      await this.insertEvents(c, run.id, 0, events, encoded);
+      if (events.length > 0) {
+        await c.query(
+          prepared(
+            `INSERT INTO events (run_id, seq, type, at, event)
+             SELECT $1, x.n, x.type, x.at, x.event::json
+             FROM unnest($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS x(type, at, event, n)`,
+            [run.id, events.map((e) => e.type), events.map((e) => e.at), encoded],
+          ),
+        );
+      }
       for (const t of run.callbackTokens) {
-        const res = await c.query("INSERT INTO callback_tokens (token, run_id, step) VALUES ($1, $2, $3) ON CONFLICT (token) DO NOTHING", [
-          t.token,
-          run.id,
-          t.step,
-        ]);
+        const res = await c.query(prepared("INSERT INTO callback_tokens (token, run_id, step) VALUES ($1, $2, $3) ON CONFLICT (token) DO NOTHING", [t.token, run.id, t.step]));
         if (res.rowCount !== 1) throw new ConflictError(`callback token for step '${t.step}' is already in use`, { runId: run.id, step: t.step });
       }
-      if (run.wakeAt !== null) await c.query("SELECT pg_notify($1, $2)", [WAKE_CHANNEL, run.id]);
+      if (run.wakeAt !== null) await c.query(prepared("SELECT pg_notify($1, $2)", [WAKE_CHANNEL, run.id]));
     });
-  }
-
-  private async insertEvents(c: pg.PoolClient, id: string, after: number, events: JournalEvent[], encoded: string[]): Promise<void> {
-    if (events.length === 0) return;
-    await c.query(
-      `INSERT INTO events (run_id, seq, type, at, event)
-       SELECT $1, x.seq, x.type, x.at, x.event::json
-       FROM unnest($2::int[], $3::text[], $4::bigint[], $5::text[]) AS x(seq, type, at, event)`,
-      [id, events.map((_, i) => after + i + 1), events.map((e) => e.type), events.map((e) => e.at), encoded],
-    );
   }
 
   async getRun(id: string): Promise<RunRecord | undefined> {
@@ -278,54 +408,94 @@ export class PostgresRunStore implements RunStore {
     return res.rows.map((r) => ({ seq: r.seq, event: r.event }));
   }
 
-  async append(
-    id: string,
-    expectedSeq: number,
-    events: JournalEvent[],
-    update: { status: RunStatus; wakeAt: number | null },
-  ): Promise<number> {
+  async append(id: string, expectedSeq: number, events: JournalEvent[], update: AppendUpdate): Promise<number> {
     if (update.wakeAt !== null) checkTime(update.wakeAt, "wakeAt");
     const encoded = events.map((e) => toJson(e, `event '${e.type}'`));
-    return this.tx("append", async (c) => {
-      const res = await c.query<{ seq: number; updated_at: string }>("SELECT seq, updated_at FROM runs WHERE id = $1 FOR UPDATE", [id]);
+    const kv = update.kv;
+    const kvValue = kv ? checkKvWrite(kv).value : null;
+    const args = [
+      id,
+      expectedSeq,
+      update.status,
+      update.wakeAt,
+      events.map((e) => e.type),
+      events.map((e) => e.at),
+      encoded,
+      latestAt(events, Date.now()),
+      events.length,
+      update.notify ?? update.wakeAt !== null,
+      update.release ?? null,
+      update.durable !== false,
+    ];
+    const seq = expectedSeq + events.length;
+    // After a connection broke mid-append, the attempt may have committed: if the journal holds
+    // exactly these events after `expectedSeq`, it did (and the kv write with it).
+    let sent = false;
+    const attempt = async (c: pg.PoolClient): Promise<number> => {
+      if (sent && events.length > 0 && (await this.appended(c, id, expectedSeq, encoded))) return seq;
+      sent = true;
+      const res = await c.query<{ ok: number; seq: number | null }>(prepared(APPEND_SQL, args));
       const row = res.rows[0];
-      if (!row) throw new SluiceError("RUN_NOT_FOUND", `no run '${id}'`, { runId: id });
-      if (row.seq !== expectedSeq) {
-        throw new ConflictError(`run '${id}' moved on: its journal ends at seq ${row.seq}, not ${expectedSeq}`, {
-          runId: id,
-          expectedSeq,
-          actualSeq: row.seq,
-        });
+      if (!row || row.ok !== 1) {
+        if (row?.seq === null || row?.seq === undefined) throw new SluiceError("RUN_NOT_FOUND", `no run '${id}'`, { runId: id });
+        throw new ConflictError(`run '${id}' moved on: its journal ends at seq ${row.seq}, not ${expectedSeq}`, { runId: id, expectedSeq, actualSeq: row.seq });
       }
-      try {
-        await this.insertEvents(c, id, expectedSeq, events, encoded);
-      } catch (err) {
-        // Unreachable under the row lock, but a duplicate (run, seq) can only mean a lost race.
-        if (pgCode(err) === "23505") throw new ConflictError(`run '${id}' moved on past seq ${expectedSeq}`, { runId: id, expectedSeq });
-        throw err;
-      }
-      const seq = expectedSeq + events.length;
-      const updatedAt = Math.max(Number(row.updated_at), latestAt(events, Date.now()));
-      await c.query("UPDATE runs SET seq = $1, status = $2, wake_at = $3, updated_at = $4 WHERE id = $5", [
-        seq,
-        update.status,
-        update.wakeAt,
-        updatedAt,
-        id,
-      ]);
-      if (update.wakeAt !== null) await c.query("SELECT pg_notify($1, $2)", [WAKE_CHANNEL, id]);
+      if (kv) await this.applyKvWrite(c, kv, kvValue);
       return seq;
-    });
+    };
+    // One statement, one round trip; a kv write needs its row locked and checked in the same transaction.
+    if (!kv) return this.retrying("append", true, () => this.withClient(attempt));
+    return this.tx("append", attempt);
+  }
+
+  /** Whether the journal of `id` holds exactly `encoded` after `after`. */
+  private async appended(c: pg.PoolClient, id: string, after: number, encoded: string[]): Promise<boolean> {
+    const res = await c.query<{ event: string }>(prepared("SELECT event::text AS event FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3", [id, after, encoded.length]));
+    return res.rows.length === encoded.length && res.rows.every((r, i) => r.event === encoded[i]);
+  }
+
+  /** A kv step's write, inside the append's transaction: only if the key is still at the version the step read. */
+  private async applyKvWrite(c: pg.PoolClient, w: KvWrite, value: string | null): Promise<void> {
+    const res = await c.query<KvRow>(prepared("SELECT key, value, version, expires_at FROM kv WHERE namespace = $1 AND key = $2 FOR UPDATE", [w.namespace, w.key]));
+    const row = res.rows[0];
+    const live = isLive(row, w.now) ? row.version : 0;
+    const moved = (actual: number) =>
+      new ConflictError(`kv key '${w.key}' moved from version ${w.expectVersion} to ${actual} while the step ran`, {
+        namespace: w.namespace,
+        kvKey: w.key,
+        expectedVersion: w.expectVersion,
+        actualVersion: actual,
+      });
+    if (live !== w.expectVersion) throw moved(live);
+    if (w.next === null || value === null) {
+      await c.query(prepared("DELETE FROM kv WHERE namespace = $1 AND key = $2", [w.namespace, w.key]));
+    } else if (row) {
+      await c.query(prepared("UPDATE kv SET value = $3::json, version = $4, expires_at = $5 WHERE namespace = $1 AND key = $2", [w.namespace, w.key, value, w.next.version, w.next.expiresAt]));
+    } else {
+      const ins = await c.query(
+        prepared("INSERT INTO kv (namespace, key, value, version, expires_at) VALUES ($1, $2, $3::json, $4, $5) ON CONFLICT (namespace, key) DO NOTHING", [
+          w.namespace,
+          w.key,
+          value,
+          w.next.version,
+          w.next.expiresAt,
+        ]),
+      );
+      // Another transaction created the key since the step read it absent.
+      if (ins.rowCount !== 1) throw moved(-1);
+    }
   }
 
   async setWakeAt(id: string, wakeAt: number | null): Promise<void> {
     if (wakeAt !== null) checkTime(wakeAt, "wakeAt");
-    const found = await this.tx("setWakeAt", async (c) => {
-      const res = await c.query("UPDATE runs SET wake_at = $1 WHERE id = $2", [wakeAt, id]);
-      if (res.rowCount === 1 && wakeAt !== null) await c.query("SELECT pg_notify($1, $2)", [WAKE_CHANNEL, id]);
-      return res.rowCount === 1;
-    });
-    if (!found) throw new SluiceError("RUN_NOT_FOUND", `no run '${id}'`, { runId: id });
+    const res = await this.q<{ found: boolean }>(
+      "setWakeAt",
+      `WITH upd AS (UPDATE runs SET wake_at = $2 WHERE id = $1 RETURNING id),
+            woke AS (SELECT pg_notify('${WAKE_CHANNEL}', upd.id) FROM upd WHERE $2::bigint IS NOT NULL)
+       SELECT EXISTS (SELECT 1 FROM upd) AS found, (SELECT count(*) FROM woke) AS notified`,
+      [id, wakeAt],
+    );
+    if (!res.rows[0]?.found) throw new SluiceError("RUN_NOT_FOUND", `no run '${id}'`, { runId: id });
   }
 
   async listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
@@ -371,9 +541,7 @@ export class PostgresRunStore implements RunStore {
        RETURNING ${RUN_COLUMNS.split(", ").map((c) => `runs.${c}`).join(", ")}`,
       [now, limit, owner, now + leaseMs],
     );
-    return res.rows
-      .sort((a, b) => Number(a.wake_at) - Number(b.wake_at) || Number(a.ord) - Number(b.ord))
-      .map(toRecord);
+    return res.rows.sort((a, b) => Number(a.wake_at) - Number(b.wake_at) || Number(a.ord) - Number(b.ord)).map(toRecord);
   }
 
   async acquireLease(id: string, owner: string, now: number, leaseMs: number): Promise<boolean> {
@@ -388,6 +556,21 @@ export class PostgresRunStore implements RunStore {
     return res.rowCount === 1;
   }
 
+  async renewLeases(leases: readonly { id: string; owner: string }[], now: number, leaseMs: number): Promise<{ id: string; seq: number }[]> {
+    checkTime(now, "now");
+    for (const l of leases) checkLease(l.owner, leaseMs);
+    if (leases.length === 0) return [];
+    const res = await this.q<{ id: string; seq: number }>(
+      "renewLeases",
+      `UPDATE runs SET lease_until = $3
+       FROM unnest($1::text[], $2::text[]) AS x(id, owner)
+       WHERE runs.id = x.id AND runs.lease_owner = x.owner
+       RETURNING runs.id, runs.seq`,
+      [leases.map((l) => l.id), leases.map((l) => l.owner), now + leaseMs],
+    );
+    return res.rows.map((r) => ({ id: r.id, seq: r.seq }));
+  }
+
   async releaseLease(id: string, owner: string): Promise<void> {
     await this.q("releaseLease", "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2", [id, owner]);
   }
@@ -396,7 +579,8 @@ export class PostgresRunStore implements RunStore {
     checkTime(now, "now");
     const res = await this.q<{ w: string | null }>(
       "nextWakeAt",
-      "SELECT MIN(wake_at) AS w FROM runs WHERE wake_at IS NOT NULL AND (lease_owner IS NULL OR lease_until <= $1)",
+      `SELECT MIN(CASE WHEN lease_owner IS NULL OR lease_until <= $1 THEN wake_at ELSE GREATEST(wake_at, lease_until) END) AS w
+       FROM runs WHERE wake_at IS NOT NULL`,
       [now],
     );
     const w = res.rows[0]?.w ?? null;
@@ -452,6 +636,19 @@ export class PostgresRunStore implements RunStore {
       }));
   }
 
+  async renewDeliveries(owner: string, ids: readonly string[], now: number, leaseMs: number): Promise<string[]> {
+    checkTime(now, "now");
+    checkLease(owner, leaseMs);
+    if (ids.length === 0) return [];
+    const res = await this.q<{ id: string }>(
+      "renewDeliveries",
+      "UPDATE deliveries SET lease_until = $3 WHERE id = ANY($1::text[]) AND lease_owner = $2 AND processed_at IS NULL RETURNING id",
+      [ids, owner, now + leaseMs],
+    );
+    const held = new Set(res.rows.map((r) => r.id));
+    return ids.filter((id) => held.has(id));
+  }
+
   async finishDelivery(id: string, outcome: { error?: string; retryAt?: number }): Promise<void> {
     checkOutcome(id, outcome);
     // A delivery processed already stays processed; only an unknown id is an error.
@@ -488,19 +685,22 @@ export class PostgresRunStore implements RunStore {
       // many as could be among the `limit` oldest changes, inserted in id order so concurrent
       // claimers wait on each other's new rows in one order (never a deadlock).
       await c.query(
-        `WITH missing AS (
-           SELECT runs.id FROM runs
-           WHERE runs.seq > 0 AND NOT EXISTS (SELECT 1 FROM reports WHERE reports.run_id = runs.id)
-           ORDER BY runs.updated_at, runs.ord
-           LIMIT $1
-         )
-         INSERT INTO reports (run_id, reported_seq, report, updated_at)
-         SELECT id, 0, 'null'::json, $2 FROM missing ORDER BY id
-         ON CONFLICT (run_id) DO NOTHING`,
-        [limit, Date.now()],
+        prepared(
+          `WITH missing AS (
+             SELECT runs.id FROM runs
+             WHERE runs.seq > 0 AND NOT EXISTS (SELECT 1 FROM reports WHERE reports.run_id = runs.id)
+             ORDER BY runs.updated_at, runs.ord
+             LIMIT $1
+           )
+           INSERT INTO reports (run_id, reported_seq, report, updated_at)
+           SELECT id, 0, 'null'::json, $2 FROM missing ORDER BY id
+           ON CONFLICT (run_id) DO NOTHING`,
+          [limit, Date.now()],
+        ),
       );
       const res = await c.query<{ id: string; repo: string; seq: number; reported_seq: number; report: unknown; updated_at: string; ord: string }>(
-        `WITH due AS (
+        prepared(
+          `WITH due AS (
            SELECT reports.run_id FROM reports JOIN runs ON runs.id = reports.run_id
            WHERE runs.seq > reports.reported_seq
              AND (reports.lease_owner IS NULL OR reports.lease_owner = $1 OR reports.lease_until <= $2)
@@ -512,7 +712,8 @@ export class PostgresRunStore implements RunStore {
          FROM due, runs
          WHERE reports.run_id = due.run_id AND runs.id = due.run_id
          RETURNING runs.id, runs.repo, runs.seq, reports.reported_seq, reports.report, runs.updated_at, runs.ord`,
-        [owner, now, limit, now + leaseMs],
+          [owner, now, limit, now + leaseMs],
+        ),
       );
       return res.rows;
     });
@@ -536,15 +737,17 @@ export class PostgresRunStore implements RunStore {
     const text = toJson(report, `the report of run '${runId}'`);
     if (!Number.isSafeInteger(seq) || seq < 0) checkReportedSeq(runId, seq, undefined);
     await this.tx("markReported", async (c) => {
-      const run = await c.query<{ seq: number }>("SELECT seq FROM runs WHERE id = $1", [runId]);
+      const run = await c.query<{ seq: number }>(prepared("SELECT seq FROM runs WHERE id = $1", [runId]));
       checkReportedSeq(runId, seq, run.rows[0]?.seq);
       // A stale writer (a lower seq) leaves the row as it is.
       await c.query(
-        `INSERT INTO reports (run_id, reported_seq, report, updated_at) VALUES ($1, $2, $3::json, $4)
-         ON CONFLICT (run_id) DO UPDATE SET reported_seq = EXCLUDED.reported_seq, report = EXCLUDED.report, updated_at = EXCLUDED.updated_at
-           ${opts.keepLease === true ? "" : ", lease_owner = NULL, lease_until = NULL"}
-         WHERE EXCLUDED.reported_seq >= reports.reported_seq`,
-        [runId, seq, text, Date.now()],
+        prepared(
+          `INSERT INTO reports (run_id, reported_seq, report, updated_at) VALUES ($1, $2, $3::json, $4)
+           ON CONFLICT (run_id) DO UPDATE SET reported_seq = EXCLUDED.reported_seq, report = EXCLUDED.report, updated_at = EXCLUDED.updated_at
+             ${opts.keepLease === true ? "" : ", lease_owner = NULL, lease_until = NULL"}
+           WHERE EXCLUDED.reported_seq >= reports.reported_seq`,
+          [runId, seq, text, Date.now()],
+        ),
       );
     });
   }
@@ -552,6 +755,7 @@ export class PostgresRunStore implements RunStore {
   /**
    * Read-modify-write of one kv key under its row lock. `next` gets the live entry (or undefined)
    * and returns what to write; a key inserted concurrently makes the whole transaction start over.
+   * Not tried again after a connection broke mid-write: the write may have been made.
    */
   private async kvUpdate(
     what: string,
@@ -562,30 +766,30 @@ export class PostgresRunStore implements RunStore {
   ): Promise<KvEntry> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.tx(what, async (c) => {
-          const res = await c.query<KvRow>("SELECT key, value, version, expires_at FROM kv WHERE namespace = $1 AND key = $2 FOR UPDATE", [
-            namespace,
-            key,
-          ]);
-          const row = res.rows[0];
-          const out = next(isLive(row, now) ? row : undefined);
-          if (row) {
-            await c.query("UPDATE kv SET value = $3::json, version = $4, expires_at = $5 WHERE namespace = $1 AND key = $2", [
-              namespace,
-              key,
-              out.value,
-              out.version,
-              out.expiresAt,
-            ]);
-          } else {
-            const ins = await c.query(
-              "INSERT INTO kv (namespace, key, value, version, expires_at) VALUES ($1, $2, $3::json, $4, $5) ON CONFLICT (namespace, key) DO NOTHING",
-              [namespace, key, out.value, out.version, out.expiresAt],
-            );
-            if (ins.rowCount !== 1) throw new KvRaced();
-          }
-          return { key, value: JSON.parse(out.value) as unknown, version: out.version, expiresAt: out.expiresAt };
-        });
+        return await this.tx(
+          what,
+          async (c) => {
+            const res = await c.query<KvRow>(prepared("SELECT key, value, version, expires_at FROM kv WHERE namespace = $1 AND key = $2 FOR UPDATE", [namespace, key]));
+            const row = res.rows[0];
+            const out = next(isLive(row, now) ? row : undefined);
+            if (row) {
+              await c.query(prepared("UPDATE kv SET value = $3::json, version = $4, expires_at = $5 WHERE namespace = $1 AND key = $2", [namespace, key, out.value, out.version, out.expiresAt]));
+            } else {
+              const ins = await c.query(
+                prepared("INSERT INTO kv (namespace, key, value, version, expires_at) VALUES ($1, $2, $3::json, $4, $5) ON CONFLICT (namespace, key) DO NOTHING", [
+                  namespace,
+                  key,
+                  out.value,
+                  out.version,
+                  out.expiresAt,
+                ]),
+              );
+              if (ins.rowCount !== 1) throw new KvRaced();
+            }
+            return { key, value: JSON.parse(out.value) as unknown, version: out.version, expiresAt: out.expiresAt };
+          },
+          false,
+        );
       } catch (err) {
         if (err instanceof KvRaced && attempt < 10) continue;
         if (err instanceof KvRaced) throw new SluiceError("STORE_ERROR", `kv key '${key}' is too contended to write`, { namespace, key });
@@ -666,6 +870,7 @@ export class PostgresRunStore implements RunStore {
       "createToken",
       `INSERT INTO api_tokens (id, hash, login, repo, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
       [token.id, token.hash, token.login, token.repo, token.createdAt, token.expiresAt, token.revokedAt],
+      false,
     );
     if (res.rowCount !== 1) throw new ConflictError(`token '${token.id}' already exists`, { id: token.id });
   }
@@ -702,66 +907,119 @@ export class PostgresRunStore implements RunStore {
     const sorted = checkHookKeys(keys, now, expiresAt);
     try {
       return await this.tx("claimHookKeys", async (c) => {
-        await c.query("DELETE FROM hook_claims WHERE expires_at <= $1", [now]);
+        await c.query(prepared("DELETE FROM hook_claims WHERE expires_at <= $1", [now]));
         // Keys go in sorted, so two claims sharing keys wait on each other in one order (never a
         // deadlock); a key another transaction holds makes this insert wait for it, then skip it.
         const res = await c.query(
-          "INSERT INTO hook_claims (key, expires_at) SELECT k, $2 FROM unnest($1::text[]) WITH ORDINALITY AS x(k, n) ORDER BY n ON CONFLICT (key) DO NOTHING",
-          [sorted, expiresAt],
+          prepared("INSERT INTO hook_claims (key, expires_at) SELECT k, $2 FROM unnest($1::text[]) WITH ORDINALITY AS x(k, n) ORDER BY n ON CONFLICT (key) DO NOTHING", [sorted, expiresAt]),
         );
         if (res.rowCount !== sorted.length) throw new ClaimHeld();
         return true;
-      });
+      }, false);
     } catch (err) {
       if (err instanceof ClaimHeld) return false;
       throw err;
     }
   }
 
-  /**
-   * Calls `listener(runId)` whenever a run is given a wake-up (created, appended or set with a
-   * non-null wakeAt), from any process on the database. Resolves once listening; the returned
-   * function stops it.
-   */
-  async onWake(listener: (runId: string) => void): Promise<() => Promise<void>> {
-    const client = new pg.Client(this.pool.options);
-    client.on("error", () => undefined);
-    try {
-      await client.connect();
-      client.on("notification", (msg) => {
-        if (msg.channel === WAKE_CHANNEL && msg.payload) listener(msg.payload);
+  async onWake(listener: (runId?: string) => void): Promise<() => Promise<void>> {
+    const tell = (runId: string | undefined): void => {
+      try {
+        listener(runId);
+      } catch (err) {
+        this.logger?.warn("a wake-up listener failed", { error: String(err) });
+      }
+    };
+    let client: pg.Client | undefined;
+    let stopped = false;
+    let delay = RETRY_FIRST_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const drop = (c: pg.Client): void => {
+      if (client !== c) return;
+      client = undefined;
+      void c.end().catch(() => undefined);
+      schedule();
+    };
+    const schedule = (): void => {
+      if (stopped || timer) return;
+      timer = setTimeout(() => {
+        timer = undefined;
+        void listen(true);
+      }, delay);
+      delay = Math.min(delay * 2, RETRY_MAX_MS);
+    };
+    const listen = async (again: boolean): Promise<void> => {
+      const c = new pg.Client(this.pool.options);
+      // A listening client that loses its connection is replaced; it never takes the process down.
+      c.on("error", (err) => {
+        this.logger?.debug("the wake-up listener lost its connection", { error: err.message });
+        drop(c);
       });
-      await client.query(`LISTEN ${WAKE_CHANNEL}`);
-    } catch (err) {
-      await client.end().catch(() => undefined);
-      throw storeError("LISTEN", err);
-    }
-    this.listeners.add(client);
+      c.on("end", () => drop(c));
+      c.on("notification", (msg) => {
+        if (msg.channel === WAKE_CHANNEL && msg.payload) tell(msg.payload);
+      });
+      client = c;
+      try {
+        await c.connect();
+        await c.query(`LISTEN ${WAKE_CHANNEL}`);
+      } catch {
+        drop(c);
+        return;
+      }
+      if (stopped) {
+        await c.end().catch(() => undefined);
+        return;
+      }
+      delay = RETRY_FIRST_MS;
+      // Wake-ups sent while nobody listened are lost: the listener looks at the store again.
+      if (again) tell(undefined);
+    };
+    const stop = async (): Promise<void> => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      const c = client;
+      client = undefined;
+      await c?.end().catch(() => undefined);
+    };
+    this.listeners.add(stop);
+    await listen(false);
     return async () => {
-      if (!this.listeners.delete(client)) return;
-      await client.end().catch(() => undefined);
+      if (this.listeners.delete(stop)) await stop();
     };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const client of this.listeners) await client.end().catch(() => undefined);
+    for (const stop of this.listeners) await stop();
     this.listeners.clear();
     await this.pool.end();
   }
 }
 
-/** Connects to `url`, applies pending migrations, and returns the store. */
+/** A pool whose every client, idle or checked out, has its 'error' handled: a lost connection never crashes the process. */
+export function createPool(url: string, max: number, logger?: Logger): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 10_000, keepAlive: true });
+  pool.on("error", (err) => logger?.debug("an idle database connection was lost", { error: err.message }));
+  pool.on("connect", (client) => {
+    client.on("error", (err) => logger?.debug("a database connection was lost", { error: err.message }));
+  });
+  return pool;
+}
+
+/**
+ * Connects to `url`, applies pending migrations, and returns the store. A database that cannot
+ * be reached yet (starting, restarting) is waited for until the deadline.
+ */
 export async function openPostgresRunStore(url: string, options: PostgresRunStoreOptions = {}): Promise<PostgresRunStore> {
-  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10 });
-  // An idle client losing its connection must not crash the process; the next query reports it.
-  pool.on("error", () => undefined);
+  const pool = createPool(url, options.max ?? 10, options.logger);
+  const store = new PostgresRunStore(pool, options);
   try {
-    await migratePostgres(pool);
+    await store.migrate();
   } catch (err) {
-    await pool.end().catch(() => undefined);
+    await store.close().catch(() => undefined);
     throw err;
   }
-  return new PostgresRunStore(pool);
+  return store;
 }

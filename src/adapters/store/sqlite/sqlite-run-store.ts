@@ -2,19 +2,26 @@
  * The RunStore on SQLite (better-sqlite3): one file, WAL, a busy timeout, and every write in a
  * `BEGIN IMMEDIATE` transaction, so several store instances (threads or processes) on one file
  * serialise their writes and never both win a compare-and-set, a lease or a delivery.
+ *
+ * Statements are prepared once per store. Writes are fsynced (`synchronous = FULL`) except where
+ * losing the last ones to a power loss costs nothing but re-running reads: the engine's appends
+ * that say so, leases and wake-ups commit with `synchronous = NORMAL` (still atomic and crash-safe
+ * for the process; WAL order makes the next fsynced commit cover them). Another process's commits
+ * are noticed within milliseconds: a watch on the WAL file, checked with `PRAGMA data_version`.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, watch, type FSWatcher } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { ConflictError, SluiceError } from "../../../core/errors.js";
 import type { JournalEvent, Release } from "../../../core/engine/events.js";
-import type { ApiToken, Delivery, KvEntry, NewRun, RunFilter, RunRecord, RunStatus, RunStore, StoredEvent } from "../../../ports/run-store.js";
+import type { ApiToken, AppendUpdate, Delivery, KvEntry, KvWrite, NewRun, RunFilter, RunRecord, RunStore, StoredEvent } from "../../../ports/run-store.js";
 import {
   checkDelivery,
   checkHookKeys,
   checkIfVersion,
   checkIncrement,
   checkKey,
+  checkKvWrite,
   checkKeyName,
   checkLease,
   checkLimit,
@@ -34,6 +41,15 @@ import {
 import { SQLITE_MIGRATIONS } from "./migrations.js";
 
 type Db = Database.Database;
+type Statement = Database.Statement;
+
+/**
+ * How often a listening store asks `PRAGMA data_version` whether another process committed: when
+ * the WAL file is watched (a commit writes it, and the watch calls at once), only as a fallback;
+ * when it cannot be, often enough to notice within milliseconds.
+ */
+const POLL_WATCHED_MS = 100;
+const POLL_UNWATCHED_MS = 5;
 
 interface RunRow {
   id: string;
@@ -86,7 +102,7 @@ function toRecord(row: RunRow): RunRecord {
     id: row.id,
     flow: row.flow,
     repo: row.repo,
-    status: row.status as RunStatus,
+    status: row.status as RunRecord["status"],
     release: fromJson(row.release) as Release,
     concurrencyGroup: row.concurrency_group,
     createdAt: row.created_at,
@@ -149,6 +165,8 @@ export function migrateSqlite(db: Db, migrations: readonly Migration[] = SQLITE_
 export class SqliteRunStore implements RunStore {
   readonly path: string;
   private readonly db: Db;
+  private readonly statements = new Map<string, Statement>();
+  private readonly watchers = new Set<() => void>();
 
   constructor(path: string) {
     this.path = path;
@@ -170,11 +188,40 @@ export class SqliteRunStore implements RunStore {
 
   /** The schema version the file is at. */
   schemaVersion(): number {
-    return guard("read", () => (this.db.prepare("SELECT MAX(version) AS v FROM schema_migrations").get() as { v: number | null }).v ?? 0);
+    return guard("read", () => (this.stmt("SELECT MAX(version) AS v FROM schema_migrations").get() as { v: number | null }).v ?? 0);
   }
 
-  private tx<T>(what: string, fn: () => T): T {
-    return guard(what, () => this.db.transaction(fn).immediate());
+  /** The statement for `sql`, prepared the first time it is asked for. */
+  private stmt(sql: string): Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
+  /**
+   * Runs `fn` in a `BEGIN IMMEDIATE` transaction. Not `durable`: the commit is not fsynced
+   * (`synchronous = NORMAL` for this transaction only).
+   */
+  private tx<T>(what: string, fn: () => T, durable = true): T {
+    return guard(what, () => {
+      if (!durable) this.stmt("PRAGMA synchronous = NORMAL").run();
+      try {
+        this.stmt("BEGIN IMMEDIATE").run();
+        try {
+          const out = fn();
+          this.stmt("COMMIT").run();
+          return out;
+        } catch (err) {
+          if (this.db.inTransaction) this.stmt("ROLLBACK").run();
+          throw err;
+        }
+      } finally {
+        if (!durable) this.stmt("PRAGMA synchronous = FULL").run();
+      }
+    });
   }
 
   async createRun(run: NewRun, events: JournalEvent[]): Promise<void> {
@@ -183,19 +230,17 @@ export class SqliteRunStore implements RunStore {
     const release = toJson(run.release, "the run's release");
     const encoded = events.map((e) => toJson(e, `event '${e.type}'`));
     this.tx("createRun", () => {
-      const exists = this.db.prepare("SELECT 1 FROM runs WHERE id = ?").get(run.id);
+      const exists = this.stmt("SELECT 1 FROM runs WHERE id = ?").get(run.id);
       if (exists) throw new ConflictError(`run '${run.id}' already exists`, { runId: run.id });
-      this.db
-        .prepare(
-          `INSERT INTO runs (id, flow, repo, status, release, concurrency_group, created_at, updated_at, wake_at, seq)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(run.id, run.flow, run.repo, run.status, release, run.concurrencyGroup, run.createdAt, run.createdAt, run.wakeAt, events.length);
-      const insertEvent = this.db.prepare("INSERT INTO events (run_id, seq, type, at, event) VALUES (?, ?, ?, ?, ?)");
+      this.stmt(
+        `INSERT INTO runs (id, flow, repo, status, release, concurrency_group, created_at, updated_at, wake_at, seq)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(run.id, run.flow, run.repo, run.status, release, run.concurrencyGroup, run.createdAt, run.createdAt, run.wakeAt, events.length);
+      const insertEvent = this.stmt("INSERT INTO events (run_id, seq, type, at, event) VALUES (?, ?, ?, ?, ?)");
       events.forEach((e, i) => insertEvent.run(run.id, i + 1, e.type, e.at, encoded[i]));
-      const insertToken = this.db.prepare("INSERT INTO callback_tokens (token, run_id, step) VALUES (?, ?, ?)");
+      const insertToken = this.stmt("INSERT INTO callback_tokens (token, run_id, step) VALUES (?, ?, ?)");
       for (const t of run.callbackTokens) {
-        const taken = this.db.prepare("SELECT run_id FROM callback_tokens WHERE token = ?").get(t.token);
+        const taken = this.stmt("SELECT run_id FROM callback_tokens WHERE token = ?").get(t.token);
         if (taken) throw new ConflictError(`callback token for step '${t.step}' is already in use`, { runId: run.id, step: t.step });
         insertToken.run(t.token, run.id, t.step);
       }
@@ -203,52 +248,66 @@ export class SqliteRunStore implements RunStore {
   }
 
   async getRun(id: string): Promise<RunRecord | undefined> {
-    const row = guard("getRun", () => this.db.prepare(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`).get(id) as RunRow | undefined);
+    const row = guard("getRun", () => this.stmt(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`).get(id) as RunRow | undefined);
     return row ? toRecord(row) : undefined;
   }
 
   async loadJournal(id: string): Promise<StoredEvent[]> {
-    const rows = guard(
-      "loadJournal",
-      () => this.db.prepare("SELECT seq, event FROM events WHERE run_id = ? ORDER BY seq").all(id) as { seq: number; event: string }[],
-    );
+    const rows = guard("loadJournal", () => this.stmt("SELECT seq, event FROM events WHERE run_id = ? ORDER BY seq").all(id) as { seq: number; event: string }[]);
     return rows.map((r) => ({ seq: r.seq, event: fromJson(r.event) as JournalEvent }));
   }
 
-  async append(
-    id: string,
-    expectedSeq: number,
-    events: JournalEvent[],
-    update: { status: RunStatus; wakeAt: number | null },
-  ): Promise<number> {
+  async append(id: string, expectedSeq: number, events: JournalEvent[], update: AppendUpdate): Promise<number> {
     if (update.wakeAt !== null) checkTime(update.wakeAt, "wakeAt");
     const encoded = events.map((e) => toJson(e, `event '${e.type}'`));
-    return this.tx("append", () => {
-      const row = this.db.prepare("SELECT seq, updated_at FROM runs WHERE id = ?").get(id) as
-        | { seq: number; updated_at: number }
-        | undefined;
-      if (!row) throw new SluiceError("RUN_NOT_FOUND", `no run '${id}'`, { runId: id });
-      if (row.seq !== expectedSeq) {
-        throw new ConflictError(`run '${id}' moved on: its journal ends at seq ${row.seq}, not ${expectedSeq}`, {
-          runId: id,
-          expectedSeq,
-          actualSeq: row.seq,
-        });
-      }
-      const insertEvent = this.db.prepare("INSERT INTO events (run_id, seq, type, at, event) VALUES (?, ?, ?, ?, ?)");
-      events.forEach((e, i) => insertEvent.run(id, expectedSeq + i + 1, e.type, e.at, encoded[i]));
-      const seq = expectedSeq + events.length;
-      const updatedAt = Math.max(row.updated_at, latestAt(events, Date.now()));
-      this.db
-        .prepare("UPDATE runs SET seq = ?, status = ?, wake_at = ?, updated_at = ? WHERE id = ?")
-        .run(seq, update.status, update.wakeAt, updatedAt, id);
-      return seq;
-    });
+    const kvValue = update.kv ? checkKvWrite(update.kv).value : null;
+    return this.tx(
+      "append",
+      () => {
+        const row = this.stmt("SELECT seq, updated_at FROM runs WHERE id = ?").get(id) as { seq: number; updated_at: number } | undefined;
+        if (!row) throw new SluiceError("RUN_NOT_FOUND", `no run '${id}'`, { runId: id });
+        if (row.seq !== expectedSeq) {
+          throw new ConflictError(`run '${id}' moved on: its journal ends at seq ${row.seq}, not ${expectedSeq}`, {
+            runId: id,
+            expectedSeq,
+            actualSeq: row.seq,
+          });
+        }
+        if (update.kv) this.applyKvWrite(update.kv, kvValue);
+        const insertEvent = this.stmt("INSERT INTO events (run_id, seq, type, at, event) VALUES (?, ?, ?, ?, ?)");
+        for (let i = 0; i < events.length; i++) {
+          const e = events[i] as JournalEvent;
+          insertEvent.run(id, expectedSeq + i + 1, e.type, e.at, encoded[i]);
+        }
+        const seq = expectedSeq + events.length;
+        const updatedAt = Math.max(row.updated_at, latestAt(events, Date.now()));
+        this.stmt("UPDATE runs SET seq = ?, status = ?, wake_at = ?, updated_at = ? WHERE id = ?").run(seq, update.status, update.wakeAt, updatedAt, id);
+        if (update.release !== undefined) this.stmt("UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?").run(id, update.release);
+        return seq;
+      },
+      update.durable !== false,
+    );
+  }
+
+  /** A kv step's write, inside the append's transaction: only if the key is still at the version the step read. */
+  private applyKvWrite(w: KvWrite, value: string | null): void {
+    const row = this.kvRow(w.namespace, w.key);
+    const live = isLive(row, w.now) ? row.version : 0;
+    if (live !== w.expectVersion) {
+      throw new ConflictError(`kv key '${w.key}' moved from version ${w.expectVersion} to ${live} while the step ran`, {
+        namespace: w.namespace,
+        kvKey: w.key,
+        expectedVersion: w.expectVersion,
+        actualVersion: live,
+      });
+    }
+    if (w.next === null || value === null) this.stmt("DELETE FROM kv WHERE namespace = ? AND key = ?").run(w.namespace, w.key);
+    else this.kvWrite(w.namespace, w.key, value, w.next.version, w.next.expiresAt);
   }
 
   async setWakeAt(id: string, wakeAt: number | null): Promise<void> {
     if (wakeAt !== null) checkTime(wakeAt, "wakeAt");
-    const changes = guard("setWakeAt", () => this.db.prepare("UPDATE runs SET wake_at = ? WHERE id = ?").run(wakeAt, id).changes);
+    const changes = this.tx("setWakeAt", () => this.stmt("UPDATE runs SET wake_at = ? WHERE id = ?").run(wakeAt, id).changes, false);
     if (changes === 0) throw new SluiceError("RUN_NOT_FOUND", `no run '${id}'`, { runId: id });
   }
 
@@ -280,7 +339,7 @@ export class SqliteRunStore implements RunStore {
       sql += " LIMIT ?";
       args.push(filter.limit);
     }
-    const rows = guard("listRuns", () => this.db.prepare(sql).all(...args) as RunRow[]);
+    const rows = guard("listRuns", () => this.stmt(sql).all(...args) as RunRow[]);
     return rows.map(toRecord);
   }
 
@@ -289,40 +348,61 @@ export class SqliteRunStore implements RunStore {
     checkLimit(limit, "limit");
     checkLease(owner, leaseMs);
     if (limit === 0) return [];
-    return this.tx("claimDue", () => {
-      const rows = this.db
-        .prepare(
-          `SELECT ${RUN_COLUMNS} FROM runs
-           WHERE wake_at IS NOT NULL AND wake_at <= ?
-             AND (lease_owner IS NULL OR lease_until <= ?)
-           ORDER BY wake_at, ord
-           LIMIT ?`,
-        )
-        .all(now, now, limit) as RunRow[];
-      const lease = this.db.prepare("UPDATE runs SET lease_owner = ?, lease_until = ? WHERE id = ?");
-      for (const r of rows) lease.run(owner, now + leaseMs, r.id);
-      return rows.map(toRecord);
-    });
+    const due = `SELECT ${RUN_COLUMNS} FROM runs
+       WHERE wake_at IS NOT NULL AND wake_at <= ?
+         AND (lease_owner IS NULL OR lease_until <= ?)
+       ORDER BY wake_at, ord
+       LIMIT ?`;
+    // A look without a write lock first: a worker woken by another process's commit most often
+    // finds nothing due, and must not queue behind every writer to learn it.
+    if (!guard("claimDue", () => this.stmt(due).get(now, now, 1))) return [];
+    return this.tx(
+      "claimDue",
+      () => {
+        const rows = this.stmt(due).all(now, now, limit) as RunRow[];
+        const lease = this.stmt("UPDATE runs SET lease_owner = ?, lease_until = ? WHERE id = ?");
+        for (const r of rows) lease.run(owner, now + leaseMs, r.id);
+        return rows.map(toRecord);
+      },
+      false,
+    );
   }
 
   async acquireLease(id: string, owner: string, now: number, leaseMs: number): Promise<boolean> {
     checkTime(now, "now");
     checkLease(owner, leaseMs);
-    return this.tx("acquireLease", () => {
-      const res = this.db
-        .prepare(
+    return this.tx(
+      "acquireLease",
+      () =>
+        this.stmt(
           `UPDATE runs SET lease_owner = ?, lease_until = ?
            WHERE id = ? AND (lease_owner IS NULL OR lease_owner = ? OR lease_until <= ?)`,
-        )
-        .run(owner, now + leaseMs, id, owner, now);
-      return res.changes === 1;
-    });
+        ).run(owner, now + leaseMs, id, owner, now).changes === 1,
+      false,
+    );
+  }
+
+  async renewLeases(leases: readonly { id: string; owner: string }[], now: number, leaseMs: number): Promise<{ id: string; seq: number }[]> {
+    checkTime(now, "now");
+    for (const l of leases) checkLease(l.owner, leaseMs);
+    if (leases.length === 0) return [];
+    return this.tx(
+      "renewLeases",
+      () => {
+        const renew = this.stmt("UPDATE runs SET lease_until = ? WHERE id = ? AND lease_owner = ? RETURNING seq");
+        const held: { id: string; seq: number }[] = [];
+        for (const l of leases) {
+          const row = renew.get(now + leaseMs, l.id, l.owner) as { seq: number } | undefined;
+          if (row) held.push({ id: l.id, seq: row.seq });
+        }
+        return held;
+      },
+      false,
+    );
   }
 
   async releaseLease(id: string, owner: string): Promise<void> {
-    guard("releaseLease", () =>
-      this.db.prepare("UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?").run(id, owner),
-    );
+    this.tx("releaseLease", () => this.stmt("UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?").run(id, owner), false);
   }
 
   async nextWakeAt(now: number): Promise<number | null> {
@@ -330,20 +410,62 @@ export class SqliteRunStore implements RunStore {
     const row = guard(
       "nextWakeAt",
       () =>
-        this.db
-          .prepare(
-            `SELECT MIN(wake_at) AS w FROM runs
-             WHERE wake_at IS NOT NULL AND (lease_owner IS NULL OR lease_until <= ?)`,
-          )
-          .get(now) as { w: number | null },
+        this.stmt(
+          `SELECT MIN(CASE WHEN lease_owner IS NULL OR lease_until <= ? THEN wake_at ELSE MAX(wake_at, lease_until) END) AS w
+           FROM runs WHERE wake_at IS NOT NULL`,
+        ).get(now) as { w: number | null },
     );
     return row.w ?? null;
+  }
+
+  async onWake(listener: (runId?: string) => void): Promise<() => Promise<void>> {
+    // `data_version` changes when another connection (another process) commits to the file; this
+    // store's own commits leave it as it is.
+    const version = () => guard("onWake", () => this.stmt("PRAGMA data_version").pluck().get() as number);
+    let seen = version();
+    /** Whether another process committed since the last look (then the listener is told). */
+    const look = (): boolean => {
+      if (!this.db.open) return false;
+      try {
+        const now = version();
+        if (now === seen) return false;
+        seen = now;
+      } catch {
+        return false;
+      }
+      listener();
+      return true;
+    };
+    // A commit writes its frames to the WAL file before it shows in `data_version` (the WAL index
+    // is shared memory, which no watch sees): after a write, look again a few times, briefly.
+    const burst = [1, 3, 10, 30];
+    const written = (): void => {
+      if (look()) return;
+      for (const ms of burst) setTimeout(look, ms).unref();
+    };
+    let watcher: FSWatcher | undefined;
+    try {
+      watcher = watch(`${this.path}-wal`, { persistent: false }, written);
+      watcher.on("error", () => undefined);
+    } catch {
+      watcher = undefined; // no WAL file to watch (an in-memory database): polling alone
+    }
+    const timer = setInterval(() => void look(), watcher ? POLL_WATCHED_MS : POLL_UNWATCHED_MS);
+    timer.unref();
+    const stop = () => {
+      clearInterval(timer);
+      watcher?.close();
+    };
+    this.watchers.add(stop);
+    return async () => {
+      if (this.watchers.delete(stop)) stop();
+    };
   }
 
   async findCallback(token: string): Promise<{ runId: string; step: string } | undefined> {
     const row = guard(
       "findCallback",
-      () => this.db.prepare("SELECT run_id, step FROM callback_tokens WHERE token = ?").get(token) as { run_id: string; step: string } | undefined,
+      () => this.stmt("SELECT run_id, step FROM callback_tokens WHERE token = ?").get(token) as { run_id: string; step: string } | undefined,
     );
     return row ? { runId: row.run_id, step: row.step } : undefined;
   }
@@ -353,8 +475,7 @@ export class SqliteRunStore implements RunStore {
     return guard(
       "recordDelivery",
       () =>
-        this.db
-          .prepare("INSERT INTO deliveries (id, event, payload, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
+        this.stmt("INSERT INTO deliveries (id, event, payload, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
           .run(d.id, d.event, payload, d.receivedAt).changes === 1,
     );
   }
@@ -365,8 +486,7 @@ export class SqliteRunStore implements RunStore {
     checkLease(owner, leaseMs);
     if (limit === 0) return [];
     return this.tx("claimDeliveries", () => {
-      const rows = this.db
-        .prepare(
+      const rows = this.stmt(
           `SELECT id, event, payload, received_at, attempts, last_error FROM deliveries
            WHERE processed_at IS NULL
              AND (retry_at IS NULL OR retry_at <= ?)
@@ -375,7 +495,7 @@ export class SqliteRunStore implements RunStore {
            LIMIT ?`,
         )
         .all(now, now, limit) as DeliveryRow[];
-      const lease = this.db.prepare("UPDATE deliveries SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?");
+      const lease = this.stmt("UPDATE deliveries SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?");
       for (const r of rows) lease.run(owner, now + leaseMs, r.id);
       return rows.map((r) => ({
         id: r.id,
@@ -388,19 +508,31 @@ export class SqliteRunStore implements RunStore {
     });
   }
 
+  async renewDeliveries(owner: string, ids: readonly string[], now: number, leaseMs: number): Promise<string[]> {
+    checkTime(now, "now");
+    checkLease(owner, leaseMs);
+    if (ids.length === 0) return [];
+    return this.tx(
+      "renewDeliveries",
+      () => {
+        const renew = this.stmt("UPDATE deliveries SET lease_until = ? WHERE id = ? AND lease_owner = ? AND processed_at IS NULL");
+        return ids.filter((id) => renew.run(now + leaseMs, id, owner).changes === 1);
+      },
+      false,
+    );
+  }
+
   async finishDelivery(id: string, outcome: { error?: string; retryAt?: number }): Promise<void> {
     checkOutcome(id, outcome);
     this.tx("finishDelivery", () => {
-      const row = this.db.prepare("SELECT processed_at FROM deliveries WHERE id = ?").get(id) as { processed_at: number | null } | undefined;
+      const row = this.stmt("SELECT processed_at FROM deliveries WHERE id = ?").get(id) as { processed_at: number | null } | undefined;
       if (!row) throw deliveryNotFound(id);
       if (row.processed_at !== null) return; // processed already: it stays processed
       if (outcome.retryAt !== undefined) {
-        this.db
-          .prepare("UPDATE deliveries SET retry_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?")
+        this.stmt("UPDATE deliveries SET retry_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?")
           .run(outcome.retryAt, outcome.error ?? null, id);
       } else {
-        this.db
-          .prepare(
+        this.stmt(
             "UPDATE deliveries SET processed_at = ?, retry_at = NULL, last_error = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
           )
           .run(Date.now(), outcome.error ?? null, id);
@@ -419,8 +551,7 @@ export class SqliteRunStore implements RunStore {
     checkLease(owner, leaseMs);
     if (limit === 0) return [];
     const rows = this.tx("claimUnreported", () => {
-      const due = this.db
-        .prepare(
+      const due = this.stmt(
           `SELECT runs.id, runs.repo, runs.seq, COALESCE(reports.reported_seq, 0) AS reported_seq, reports.report
            FROM runs LEFT JOIN reports ON reports.run_id = runs.id
            WHERE runs.seq > COALESCE(reports.reported_seq, 0)
@@ -430,7 +561,7 @@ export class SqliteRunStore implements RunStore {
         )
         .all(owner, now, limit) as { id: string; repo: string; seq: number; reported_seq: number; report: string | null }[];
       // A run never reported gets its outbox row now, to hold the lease.
-      const lease = this.db.prepare(
+      const lease = this.stmt(
         `INSERT INTO reports (run_id, reported_seq, report, updated_at, lease_owner, lease_until) VALUES (?, 0, 'null', ?, ?, ?)
          ON CONFLICT (run_id) DO UPDATE SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until`,
       );
@@ -449,14 +580,14 @@ export class SqliteRunStore implements RunStore {
   async releaseReport(runId: string, owner: string): Promise<void> {
     checkOwner(owner);
     guard("releaseReport", () =>
-      this.db.prepare("UPDATE reports SET lease_owner = NULL, lease_until = NULL WHERE run_id = ? AND lease_owner = ?").run(runId, owner),
+      this.stmt("UPDATE reports SET lease_owner = NULL, lease_until = NULL WHERE run_id = ? AND lease_owner = ?").run(runId, owner),
     );
   }
 
   async getReport(runId: string): Promise<{ reportedSeq: number; report: unknown } | undefined> {
     const row = guard(
       "getReport",
-      () => this.db.prepare("SELECT reported_seq, report FROM reports WHERE run_id = ?").get(runId) as { reported_seq: number; report: string } | undefined,
+      () => this.stmt("SELECT reported_seq, report FROM reports WHERE run_id = ?").get(runId) as { reported_seq: number; report: string } | undefined,
     );
     return row ? { reportedSeq: row.reported_seq, report: fromJson(row.report) } : undefined;
   }
@@ -465,11 +596,10 @@ export class SqliteRunStore implements RunStore {
     const text = toJson(report, `the report of run '${runId}'`);
     if (!Number.isSafeInteger(seq) || seq < 0) checkReportedSeq(runId, seq, undefined);
     this.tx("markReported", () => {
-      const run = this.db.prepare("SELECT seq FROM runs WHERE id = ?").get(runId) as { seq: number } | undefined;
+      const run = this.stmt("SELECT seq FROM runs WHERE id = ?").get(runId) as { seq: number } | undefined;
       checkReportedSeq(runId, seq, run?.seq);
       // A stale writer (a lower seq) leaves the row as it is.
-      this.db
-        .prepare(
+      this.stmt(
           `INSERT INTO reports (run_id, reported_seq, report, updated_at) VALUES (?, ?, ?, ?)
            ON CONFLICT (run_id) DO UPDATE SET reported_seq = excluded.reported_seq, report = excluded.report, updated_at = excluded.updated_at
              ${opts.keepLease === true ? "" : ", lease_owner = NULL, lease_until = NULL"}
@@ -480,18 +610,16 @@ export class SqliteRunStore implements RunStore {
   }
 
   private kvRow(namespace: string, key: string): KvRow | undefined {
-    return this.db.prepare("SELECT key, value, version, expires_at FROM kv WHERE namespace = ? AND key = ?").get(namespace, key) as
+    return this.stmt("SELECT key, value, version, expires_at FROM kv WHERE namespace = ? AND key = ?").get(namespace, key) as
       | KvRow
       | undefined;
   }
 
   private kvWrite(namespace: string, key: string, value: string, version: number, expiresAt: number | null): void {
-    this.db
-      .prepare(
-        `INSERT INTO kv (namespace, key, value, version, expires_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at`,
-      )
-      .run(namespace, key, value, version, expiresAt);
+    this.stmt(
+      `INSERT INTO kv (namespace, key, value, version, expires_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at`,
+    ).run(namespace, key, value, version, expiresAt);
   }
 
   async kvGet(namespace: string, key: string, now: number): Promise<KvEntry | undefined> {
@@ -531,7 +659,7 @@ export class SqliteRunStore implements RunStore {
 
   async kvDelete(namespace: string, key: string): Promise<boolean> {
     checkKey(namespace, key);
-    return guard("kvDelete", () => this.db.prepare("DELETE FROM kv WHERE namespace = ? AND key = ?").run(namespace, key).changes === 1);
+    return guard("kvDelete", () => this.stmt("DELETE FROM kv WHERE namespace = ? AND key = ?").run(namespace, key).changes === 1);
   }
 
   async kvIncr(namespace: string, key: string, by: number, now: number): Promise<KvEntry> {
@@ -553,16 +681,14 @@ export class SqliteRunStore implements RunStore {
     checkTime(now, "now");
     const rows = guard("kvList", () => {
       if (prefix !== undefined && prefix !== "") {
-        return this.db
-          .prepare(
+        return this.stmt(
             `SELECT key, value, version, expires_at FROM kv
              WHERE namespace = ? AND substr(key, 1, length(?)) = ? AND (expires_at IS NULL OR expires_at > ?)
              ORDER BY key`,
           )
           .all(namespace, prefix, prefix, now) as KvRow[];
       }
-      return this.db
-        .prepare(
+      return this.stmt(
           `SELECT key, value, version, expires_at FROM kv
            WHERE namespace = ? AND (expires_at IS NULL OR expires_at > ?)
            ORDER BY key`,
@@ -575,21 +701,20 @@ export class SqliteRunStore implements RunStore {
   async createToken(token: ApiToken & { hash: string }): Promise<void> {
     checkNewToken(token);
     this.tx("createToken", () => {
-      const taken = this.db.prepare("SELECT 1 FROM api_tokens WHERE id = ? OR hash = ?").get(token.id, token.hash);
+      const taken = this.stmt("SELECT 1 FROM api_tokens WHERE id = ? OR hash = ?").get(token.id, token.hash);
       if (taken) throw new ConflictError(`token '${token.id}' already exists`, { id: token.id });
-      this.db
-        .prepare(`INSERT INTO api_tokens (id, hash, login, repo, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+      this.stmt(`INSERT INTO api_tokens (id, hash, login, repo, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
         .run(token.id, token.hash, token.login, token.repo, token.createdAt, token.expiresAt, token.revokedAt);
     });
   }
 
   async findToken(hash: string): Promise<ApiToken | undefined> {
-    const row = guard("findToken", () => this.db.prepare(`SELECT ${TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?`).get(hash) as TokenRow | undefined);
+    const row = guard("findToken", () => this.stmt(`SELECT ${TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?`).get(hash) as TokenRow | undefined);
     return row ? toToken(row) : undefined;
   }
 
   async listTokens(): Promise<ApiToken[]> {
-    const rows = guard("listTokens", () => this.db.prepare(`SELECT ${TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at DESC, id`).all() as TokenRow[]);
+    const rows = guard("listTokens", () => this.stmt(`SELECT ${TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at DESC, id`).all() as TokenRow[]);
     return rows.map(toToken);
   }
 
@@ -598,7 +723,7 @@ export class SqliteRunStore implements RunStore {
     const row = guard(
       "revokeToken",
       () =>
-        this.db.prepare(`UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING ${TOKEN_COLUMNS}`).get(at, id) as
+        this.stmt(`UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING ${TOKEN_COLUMNS}`).get(at, id) as
           | TokenRow
           | undefined,
     );
@@ -608,24 +733,26 @@ export class SqliteRunStore implements RunStore {
   async serverKey(name: string, candidate: string): Promise<string> {
     checkKeyName(name, candidate);
     return this.tx("serverKey", () => {
-      this.db.prepare("INSERT INTO server_keys (name, key, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING").run(name, candidate, Date.now());
-      return (this.db.prepare("SELECT key FROM server_keys WHERE name = ?").get(name) as { key: string }).key;
+      this.stmt("INSERT INTO server_keys (name, key, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING").run(name, candidate, Date.now());
+      return (this.stmt("SELECT key FROM server_keys WHERE name = ?").get(name) as { key: string }).key;
     });
   }
 
   async claimHookKeys(keys: readonly string[], now: number, expiresAt: number): Promise<boolean> {
     const sorted = checkHookKeys(keys, now, expiresAt);
     return this.tx("claimHookKeys", () => {
-      this.db.prepare("DELETE FROM hook_claims WHERE expires_at <= ?").run(now);
-      const held = this.db.prepare("SELECT 1 FROM hook_claims WHERE key = ?");
+      this.stmt("DELETE FROM hook_claims WHERE expires_at <= ?").run(now);
+      const held = this.stmt("SELECT 1 FROM hook_claims WHERE key = ?");
       if (sorted.some((k) => held.get(k))) return false;
-      const claim = this.db.prepare("INSERT INTO hook_claims (key, expires_at) VALUES (?, ?)");
+      const claim = this.stmt("INSERT INTO hook_claims (key, expires_at) VALUES (?, ?)");
       for (const k of sorted) claim.run(k, expiresAt);
       return true;
     });
   }
 
   async close(): Promise<void> {
+    for (const stop of this.watchers) stop();
+    this.watchers.clear();
     if (this.db.open) this.db.close();
   }
 }

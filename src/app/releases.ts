@@ -6,7 +6,7 @@ import type { Release } from "../core/engine/events.js";
 import { SluiceError } from "../core/errors.js";
 import type { Config, Diagnostic, Flow } from "../core/flow/types.js";
 import { DEFAULT_CONFIG, validateConfig, validateFlow } from "../core/flow/validate.js";
-import type { FlowSource } from "../ports/flow-source.js";
+import { FLOWS_DIR, type FlowSource } from "../ports/flow-source.js";
 
 export interface LoadedRelease {
   release: Release;
@@ -14,8 +14,8 @@ export interface LoadedRelease {
   flows: { path: string; flow?: Flow; diagnostics: Diagnostic[] }[];
 }
 
-export async function loadConfig(source: FlowSource, defaultBranch: string): Promise<Config> {
-  const sha = await source.resolve(defaultBranch);
+/** The default branch's config, at `sha`, the branch's head. */
+export async function loadConfig(source: FlowSource, defaultBranch: string, sha: string): Promise<Config> {
   const file = await source.configFile(sha);
   if (!file) return DEFAULT_CONFIG;
   const result = validateConfig(file.text, { file: file.path });
@@ -30,21 +30,41 @@ export async function loadConfig(source: FlowSource, defaultBranch: string): Pro
   return result.config;
 }
 
-export async function loadRelease(source: FlowSource, ref?: string): Promise<LoadedRelease> {
+/** The release a ref names: the default branch's head unless `ref` names another commit. */
+async function releaseAt(source: FlowSource, ref: string | undefined): Promise<{ release: Release; defaultBranch: string; liveSha: string }> {
   const defaultBranch = await source.defaultBranch();
-  const liveSha = await source.resolve(defaultBranch);
-  const sha = ref ? await source.resolve(ref) : liveSha;
-  const config = await loadConfig(source, defaultBranch);
-  const files = await source.flowFiles(sha);
-  const flows = files.map((f) => {
-    const v = validateFlow(f.text, { file: f.path, config });
-    return { path: f.path, ...(v.flow ? { flow: v.flow } : {}), diagnostics: v.diagnostics };
-  });
-  return {
-    release: { sha, ref: ref ?? defaultBranch, kind: sha === liveSha ? "live" : "draft" },
-    config,
-    flows,
-  };
+  const [liveSha, refSha] = await Promise.all([source.resolve(defaultBranch), ref ? source.resolve(ref) : undefined]);
+  const sha = refSha ?? liveSha;
+  return { release: { sha, ref: ref ?? defaultBranch, kind: sha === liveSha ? "live" : "draft" }, defaultBranch, liveSha };
+}
+
+function validated(file: { path: string; text: string }, config: Config): LoadedRelease["flows"][number] {
+  const v = validateFlow(file.text, { file: file.path, config });
+  return { path: file.path, ...(v.flow ? { flow: v.flow } : {}), diagnostics: v.diagnostics };
+}
+
+export async function loadRelease(source: FlowSource, ref?: string): Promise<LoadedRelease> {
+  const { release, defaultBranch, liveSha } = await releaseAt(source, ref);
+  const [config, files] = await Promise.all([loadConfig(source, defaultBranch, liveSha), source.flowFiles(release.sha)]);
+  return { release, config, flows: files.map((f) => validated(f, config)) };
+}
+
+/**
+ * The release that holds one flow, parsing only that flow and the config: the file named after
+ * the flow (`<name>.yml` or `.yaml`) when its own name is that, else every flow at the commit
+ * (a flow whose `name:` differs from its file's stem), as `loadRelease` does.
+ */
+export async function loadFlow(source: FlowSource, name: string, ref?: string): Promise<{ release: Release; config: Config; flow: Flow }> {
+  const { release, defaultBranch, liveSha } = await releaseAt(source, ref);
+  const named = /^[A-Za-z0-9._-]+$/.test(name) ? [`${FLOWS_DIR}/${name}.yml`, `${FLOWS_DIR}/${name}.yaml`] : [];
+  const [config, ...texts] = await Promise.all([loadConfig(source, defaultBranch, liveSha), ...named.map((path) => source.readFile(release.sha, path))]);
+  const at = texts.findIndex((t) => t !== undefined);
+  if (at >= 0) {
+    const entry = validated({ path: named[at]!, text: texts[at]! }, config);
+    // An invalid file, or one whose name is its stem, is the answer; one named otherwise leaves the name to another file.
+    if (!entry.flow || entry.flow.name === name) return { release, config, flow: pickFlow({ release, config, flows: [entry] }, name) };
+  }
+  return { release, config, flow: pickFlow(await loadRelease(source, ref), name) };
 }
 
 /** Finds a flow by name (or file stem); FLOW_NOT_FOUND or FLOW_INVALID with its diagnostics. */

@@ -59,19 +59,6 @@ export interface RunView {
   url?: string;
 }
 
-/** A run in a list (`RunList`): the record without its journal. */
-export function runSummary(r: RunRecord) {
-  return {
-    id: r.id,
-    flow: r.flow,
-    repo: r.repo,
-    status: r.status,
-    release: r.release,
-    created_at: new Date(r.createdAt).toISOString(),
-    updated_at: new Date(r.updatedAt).toISOString(),
-  };
-}
-
 function approversView(a: GateInfo["approvers"] | NonNullable<GateInfo["floor"]>): GateView["approvers"] {
   return { ...(a.users ? { users: a.users } : {}), ...(a.teams ? { teams: a.teams } : {}), ...(a.permission ? { permission: a.permission } : {}) };
 }

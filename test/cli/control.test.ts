@@ -47,12 +47,13 @@ describe("detach, worker, cancel", () => {
     expect(run(["runs", "show", started.data.id]).data.steps[0].status).toBe("waiting");
   });
 
-  it("cancel ends a waiting run; a second cancel is NOT_WAITING", () => {
+  it("cancel ends a waiting run and exits 0 (what was asked was done); a second cancel is NOT_WAITING", () => {
     // The one-second sleep is waited out in the foreground; the run stops at the callback.
     const id = run(["run", "waits"]).data.id;
     expect(run(["runs", "show", id]).data.status).toBe("waiting");
     const cancelled = sluice(repo.dir, ["runs", "cancel", id, "--as", "bob", "--json"], env);
-    expect(cancelled.code).toBe(1);
+    expect(cancelled.code).toBe(0);
+    expect(cancelled.json).toMatchObject({ ok: true, error: null });
     expect(cancelled.json.data.status).toBe("cancelled");
     expect(cancelled.json.data.error.message).toMatch(/cancelled by bob/);
     expect(run(["runs", "cancel", id]).error.code).toBe("NOT_WAITING");

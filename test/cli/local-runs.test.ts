@@ -109,7 +109,10 @@ describe("a run with a gate and a callback", () => {
     expect(r.code).toBe(1);
     expect(r.json.error.code).toBe("CALLBACK_INVALID");
     expect(run(["runs", "events", id, "--json"]).json.data.events.length).toBe(before);
-    expect(run(["callback", id, "result", "--body", "not json", "--json"]).json.error.code).toBe("CALLBACK_INVALID");
+    // A body that is not JSON is the caller's mistake, like a bad flag: a usage error, exit 2.
+    const notJson = run(["callback", id, "result", "--body", "not json", "--json"]);
+    expect(notJson.code).toBe(2);
+    expect(notJson.json.error).toMatchObject({ code: "USAGE", message: expect.stringContaining("--body is not JSON") });
   });
 
   it("a valid callback finishes the run; a second one is a no-op", () => {
@@ -142,13 +145,15 @@ describe("bad input", () => {
     expect(run(["approve", "nope", "--as", "bob"]).code).toBe(4);
   });
 
-  it("an input of the wrong type, a missing one and an unknown one are INPUT_INVALID; no run is created", () => {
+  it("an input of the wrong type, a missing one and an unknown one are INPUT_INVALID, a usage error (exit 2); no run is created", () => {
     const before = run(["runs", "list", "--json"]).json.data.runs.length;
     const r = run(["run", "gated", "--input", "n=lots", "--input", "mode=reckless", "--input", "x=1", "--json"]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.json.error.code).toBe("INPUT_INVALID");
     expect(r.json.error.details.problems).toHaveLength(3);
-    expect(run(["run", "gated", "--json"]).json.error.message).toMatch(/input 'n' is required/);
+    const missing = run(["run", "gated", "--json"]);
+    expect(missing.code).toBe(2);
+    expect(missing.json.error.message).toMatch(/input 'n' is required/);
     expect(run(["runs", "list", "--json"]).json.data.runs.length).toBe(before);
   });
 

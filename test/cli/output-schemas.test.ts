@@ -23,7 +23,9 @@ function check(doc: { kind: string }): void {
 }
 
 const FLOW = `
-on: { manual: { inputs: { n: { type: number, default: 1 } } } }
+on:
+  manual: { inputs: { n: { type: number, default: 1 } } }
+  schedule: [{ cron: "0 3 * * 1-5", timezone: Europe/Berlin }]
 steps:
   - id: count
     kv: { incr: { key: c, by: "\${{ inputs.n }}" } }
@@ -64,6 +66,8 @@ describe("CLI output matches schemas/cli", () => {
       run(["approve", id, "--as", "bob"]),
       run(["runs", "show", "missing"]),
       run(["run"]),
+      run(["runs", "cancel", run(["run", "demo"]).data.id]),
+      run(["init"]),
     ];
     const kinds = new Set<string>();
     for (const doc of docs) {
@@ -72,7 +76,7 @@ describe("CLI output matches schemas/cli", () => {
       check(doc);
     }
     expect([...kinds].sort()).toEqual(
-      ["Error", "EventList", "FlowList", "GateExplanation", "GateList", "KvEntry", "KvList", "Run", "RunList", "Schema", "Secret", "SecretList", "ValidationReport", "Worker"].sort(),
+      ["Error", "EventList", "FlowList", "GateExplanation", "GateList", "Init", "KvEntry", "KvList", "Run", "RunList", "Schema", "Secret", "SecretList", "ValidationReport", "Worker"].sort(),
     );
     expect(JSON.stringify(docs)).not.toContain("s3cret-value");
   });

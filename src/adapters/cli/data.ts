@@ -2,11 +2,14 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Cron } from "croner";
 import { loadRelease } from "../../app/releases.js";
 import type { Local } from "../../app/local.js";
 import { SluiceError } from "../../core/errors.js";
 import { kvNamespace } from "../../core/namespaces.js";
 import { parseDuration } from "../../core/flow/duration.js";
+import type { Flow } from "../../core/flow/types.js";
+import { localTime } from "./format.js";
 import { EXIT, table, usage, type Io, type Report } from "./output.js";
 
 /** The package's schemas/ folder, found from this file in src/ or dist/src/. */
@@ -29,8 +32,20 @@ export function schemaCommand(which: string | undefined): Report {
   return { kind: "Schema", ok: true, data: schema, exitCode: EXIT.ok, human: JSON.stringify(schema, null, 2) };
 }
 
-export async function flowsList(local: Local, ref: string | undefined): Promise<Report> {
-  const loaded = await loadRelease(local.source, ref);
+/** How many of each schedule's next times `flows list` shows. */
+const NEXT_TIMES = 3;
+
+/** A flow's schedules with their next times, counted from `now` in each schedule's time zone. */
+export function schedulesOf(flow: Flow | undefined, now: number): { cron: string; timezone: string; next: string[] }[] {
+  return (flow?.on.schedule ?? []).map((s) => {
+    const timezone = s.timezone ?? "UTC";
+    const next = new Cron(s.cron, { timezone, paused: true }).nextRuns(NEXT_TIMES, new Date(now)).map((d) => d.toISOString());
+    return { cron: s.cron, timezone, next };
+  });
+}
+
+export async function flowsList(local: Local, ref: string | undefined, now = Date.now()): Promise<Report> {
+  const loaded = await loadRelease(await local.source(), ref);
   const flows = loaded.flows.map((f) => ({
     name: f.flow?.name ?? f.path.split("/").pop()!.replace(/\.ya?ml$/, ""),
     path: f.path,
@@ -39,8 +54,12 @@ export async function flowsList(local: Local, ref: string | undefined): Promise<
     triggers: f.flow ? Object.keys(f.flow.on) : [],
     steps: f.flow?.steps.length ?? 0,
     errors: f.diagnostics.filter((d) => d.severity === "error").length,
+    schedules: schedulesOf(f.flow, now),
   }));
   const r = loaded.release;
+  const schedules = flows.flatMap((f) =>
+    f.schedules.map((s) => `  ${f.name}: ${s.cron} (${s.timezone}) next ${s.next.map((t) => localTime(t, s.timezone)).join(", ")}`),
+  );
   return {
     kind: "FlowList",
     ok: true,
@@ -51,12 +70,15 @@ export async function flowsList(local: Local, ref: string | undefined): Promise<
       flows.length
         ? table([["flow", "triggers", "steps", "file"], ...flows.map((f) => [f.valid ? f.name : `${f.name} (invalid: ${f.errors} errors)`, f.triggers.join(", "), String(f.steps), f.path])])
         : "no flows in .github/flows/",
+      ...(schedules.length
+        ? ["", r.kind === "live" ? "schedules (sluice worker, or the server, starts them):" : "schedules (they run only once this is the live release):", ...schedules]
+        : []),
     ].join("\n"),
   };
 }
 
 export async function resourcesGet(local: Local, ref: string, out: string | undefined): Promise<Report> {
-  const res = await local.runtime.resources.get(ref);
+  const res = await (await local.runtime()).resources.get(ref);
   if (!res) throw new SluiceError("NOT_FOUND", `no resource ${ref}`, { ref });
   if (out) writeFileSync(out, res.data);
   const text = Buffer.from(res.data).toString("utf8");
@@ -75,13 +97,15 @@ function kvData(key: string, entry: { value: unknown; version: number; expiresAt
 
 export async function kvCommand(local: Local, sub: string | undefined, args: string[], opts: { ttl?: string; ifVersion?: string; draft?: boolean }): Promise<Report> {
   const store = local.store;
-  const ns = kvNamespace(local.source.repo, opts.draft ? "draft" : "live");
+  const ns = kvNamespace(await local.repo(), opts.draft ? "draft" : "live");
   const now = Date.now();
   switch (sub) {
     case "get": {
       const [key] = args;
       if (!key) throw usage("sluice kv get <key>");
-      const data = kvData(key, await store.kvGet(ns, key, now));
+      const entry = await store.kvGet(ns, key, now);
+      if (!entry) throw new SluiceError("NOT_FOUND", `no key '${key}' in ${opts.draft ? "the drafts' namespace" : "the live namespace"} of ${ns.replace(/#draft$/, "")} (it was never set, was deleted, or expired)`, { key });
+      const data = kvData(key, entry);
       return { kind: "KvEntry", ok: true, data, exitCode: EXIT.ok, human: JSON.stringify(data.value) };
     }
     case "set": {
@@ -130,11 +154,11 @@ export async function secretsCommand(local: Local, sub: string | undefined, args
       if (!io.stdin) throw usage("sluice secrets set reads the value from standard input");
       const value = (await io.stdin()).replace(/\r?\n$/, "");
       if (!value) throw usage("the secret's value is empty: pipe it in, e.g. printf %s \"$TOKEN\" | sluice secrets set NAME");
-      local.secrets.set(name, value);
+      (await local.secrets()).set(name, value);
       return { kind: "Secret", ok: true, data: { name }, exitCode: EXIT.ok, human: `secret ${name} stored (encrypted with SLUICE_MASTER_KEY)` };
     }
     case "list": {
-      const secrets = local.secrets.list();
+      const secrets = (await local.secrets()).list();
       return { kind: "SecretList", ok: true, data: { secrets }, exitCode: EXIT.ok, human: secrets.length ? table(secrets.map((s) => [s.name, s.source])) : "no secrets" };
     }
     default:

@@ -1,18 +1,19 @@
-/** Run commands of local mode: run, runs *, approve, reject, gates, callback. */
+/** Run commands of local mode: run, runs show/events/cancel/retry, approve, reject, gates, callback. */
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { parse as parseYaml } from "yaml";
-import { loadRelease, pickFlow } from "../../app/releases.js";
-import { publicEvent, runSummary, runView, type RunView } from "../../app/run-view.js";
+import { loadFlow } from "../../app/releases.js";
+import { publicEvent, runView, type RunView } from "../../app/run-view.js";
 import type { Runtime } from "../../app/runtime.js";
 import { cancelRun, completeCallback, decideGate, explainGate, openGates, retryRun } from "../../app/signals.js";
-import type { JournalEvent } from "../../core/engine/events.js";
-import { SluiceError } from "../../core/errors.js";
-import { resolveInputs } from "../../core/flow/inputs.js";
 import type { Local } from "../../app/local.js";
-import { isTerminal, type RunStatus } from "../../ports/run-store.js";
-import { MARK, duration, formatRun } from "./format.js";
-import { EXIT, table, usage, type Io, type Report } from "./output.js";
+import type { JournalEvent } from "../../core/engine/events.js";
+import type { RunState } from "../../core/engine/state.js";
+import { resolveInputs } from "../../core/flow/inputs.js";
+import { CONFIG_PATH } from "../../ports/flow-source.js";
+import { isTerminal } from "../../ports/run-store.js";
+import { MARK, duration, evidenceLines, formatRun, localTime, statusText } from "./format.js";
+import { EXIT, paint, table, usage, type Io, type Report } from "./output.js";
 
 /** The person at the keyboard: --as, else SLUICE_USER, else the operating-system user. */
 export function actor(as: string | undefined, env: NodeJS.ProcessEnv): string {
@@ -38,20 +39,40 @@ export function exitForStatus(status: string): number {
   }
 }
 
-export async function viewOf(rt: Runtime, id: string): Promise<RunView> {
-  const { record, state } = await rt.load(id);
-  return runView(record, state);
+interface Detailed {
+  view: RunView;
+  state: RunState;
 }
 
-function runReport(run: RunView, notes: string[] = []): Report {
+async function detailOf(rt: Runtime, id: string): Promise<Detailed> {
+  const { record, state } = await rt.load(id);
+  return { view: runView(record, state), state };
+}
+
+/** What a waiting run waits for that a person can do something about, in words. */
+function waitHints(d: Detailed, now: number): string[] {
+  const s = Object.values(d.state.steps).find((x) => x.status === "waiting" && x.waitKind === "sleep" && typeof x.until === "number");
+  if (d.view.status === "waiting" && s && typeof s.until === "number" && s.until > now) {
+    return [`run ${d.view.id} sleeps at ${s.id} until ${localTime(s.until)}: start sluice worker to carry it on then (it runs timers, retries and schedules)`];
+  }
+  const backoff = Object.values(d.state.steps).find((x) => x.status === "pending" && x.lastFailure && !x.settled);
+  if (d.view.status === "waiting" && backoff) return [`step ${backoff.id} retries later: start sluice worker to carry the run on`];
+  return [];
+}
+
+function runReport(d: Detailed, io: Io, notes: string[] = [], now = Date.now()): Report {
+  const run = d.view;
   const failed = ["failed", "cancelled", "timed_out"].includes(run.status);
+  const open = openGates(d.state)[0];
+  const gate = open ? explainGate(d.state, open, "local") : undefined;
+  const hints = waitHints(d, now);
   return {
     kind: "Run",
     ok: !failed,
     data: { ...run, ...(notes.length ? { notes } : {}) },
     ...(failed && run.error ? { error: { code: run.error.code, message: run.error.message, details: { run: run.id } } } : {}),
     exitCode: exitForStatus(run.status),
-    human: [...notes.map((n) => `note: ${n}`), formatRun(run)].join("\n"),
+    human: [...notes.map((n) => `note: ${n}`), formatRun(run, { colour: io.colour, ...(gate ? { gate } : {}) }), ...hints.map((h) => `\nhint: ${h}`)].join("\n"),
   };
 }
 
@@ -94,33 +115,61 @@ async function drive(rt: Runtime, id: string, follow: boolean): Promise<void> {
   }
 }
 
-/** Live progress on a terminal: a line per finished step, a spinner while one works. */
-function progress(rt: Runtime, io: Io, runId: string): () => void {
+/** A line per step transition: what `run` shows as it goes and what `sluice worker` logs. */
+export function transitionLine(e: JournalEvent, state: RunState, colour: boolean | undefined): string | undefined {
+  if (!("step" in e)) return undefined;
+  const s = state.steps[e.step];
+  const def = state.flow.steps.find((d) => d.id === e.step);
+  if (!s || !def) return undefined;
+  const p = paint(colour);
+  switch (e.type) {
+    case "step_started":
+      return `${MARK.running} ${def.id} ${def.kind} started (attempt ${e.attempt})`;
+    case "step_succeeded":
+    case "step_failed":
+    case "step_skipped": {
+      const took = s.startedAt !== undefined && s.finishedAt !== undefined ? ` ${duration(s.finishedAt - s.startedAt)}` : "";
+      const detail = e.type === "step_failed" ? ` ${p.red(`${e.error.code}: ${e.error.message}`)}${s.status === "failed" ? "" : " (will retry)"}` : "";
+      return `${MARK[s.status] ?? "?"} ${def.id} ${def.kind} ${statusText(s.status, p)}${took}${detail}`;
+    }
+    case "gate_opened":
+      return `${MARK.waiting} ${def.id} ${p.yellow("waiting for approval")}: ${e.gate.title}`;
+    case "timer_started":
+      return `${MARK.waiting} ${def.id} ${def.kind} ${def.kind === "sleep" ? `${p.yellow("sleeping")} until` : `${p.yellow("retrying")} at`} ${localTime(e.until)}`;
+    case "wait_started":
+      return `${MARK.waiting} ${def.id} ${p.yellow(`waiting for a ${e.wait}`)}${e.deadline !== null ? ` until ${localTime(e.deadline)}` : ""}`;
+    default:
+      return undefined;
+  }
+}
+
+/** Live progress: a line per step transition (and a spinner on a terminal while a step works). */
+function progress(rt: Runtime, io: Io, runId: string, spinner: boolean): () => void {
   const frames = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
   let current: string | undefined;
   let frame = 0;
-  const spin = setInterval(() => {
-    if (current) io.stderr(`\r${frames[frame++ % frames.length]} ${current}`);
-  }, 80);
+  const spin = spinner
+    ? setInterval(() => {
+        if (current) io.stderr(`\r${frames[frame++ % frames.length]} ${current}`);
+      }, 80)
+    : undefined;
   const off = rt.onEvents((id, events, state) => {
     if (id !== runId) return;
     for (const e of events) {
-      if (e.type === "step_started") current = `${e.step} (attempt ${e.attempt})`;
-      if (e.type === "step_succeeded" || e.type === "step_failed" || e.type === "step_skipped" || e.type === "gate_opened" || e.type === "timer_started" || e.type === "wait_started") {
-        const s = state.steps[e.step];
-        const def = state.flow.steps.find((d) => d.id === e.step);
-        if (!s || !def) continue;
-        current = undefined;
-        const took = s.startedAt !== undefined && s.finishedAt !== undefined ? duration(s.finishedAt - s.startedAt) : "";
-        const detail = e.type === "step_failed" ? ` ${e.error.code}: ${e.error.message}` : "";
-        io.stderr(`\r\x1b[K${MARK[s.status] ?? "?"} ${def.id} ${def.kind} ${s.status} ${took}${detail}\n`);
+      if (e.type === "step_started") {
+        current = `${e.step} (attempt ${e.attempt})`;
+        continue;
       }
+      const line = transitionLine(e, state, io.colour);
+      if (!line) continue;
+      current = undefined;
+      io.stderr(`${spinner ? "\r\x1b[K" : ""}${line}\n`);
     }
   });
   return () => {
-    clearInterval(spin);
+    if (spin) clearInterval(spin);
     off();
-    if (current) io.stderr("\r\x1b[K");
+    if (current && spinner) io.stderr("\r\x1b[K");
   };
 }
 
@@ -129,101 +178,99 @@ export interface RunOptions {
   ref?: string;
   inputs: string[];
   inputsFile?: string;
+  /** Inputs as values (an agent's JSON); `--input` pairs are text, coerced by type all the same. */
+  inputValues?: Record<string, unknown>;
   detach: boolean;
   follow: boolean;
   json: boolean;
   as?: string;
 }
 
-export async function runCommand(local: Local, opts: RunOptions, io: Io): Promise<Report> {
-  const rt = local.runtime;
+/** What `run` says about uncommitted changes: flows run from commits, and the config only from the default branch. */
+async function uncommittedNotes(local: Local, flow: string): Promise<string[]> {
+  const source = await local.source();
+  const changed = await source.uncommittedFlowChanges();
   const notes: string[] = [];
-  const changed = await local.source.uncommittedFlowChanges();
-  if (changed.length) {
-    const branch = await local.source.currentBranch();
-    notes.push(
-      `uncommitted changes to ${changed.join(", ")} are not part of any release and do not run; commit them to a branch and run it as a draft: sluice run ${opts.flow} --ref ${branch && branch !== (await local.source.defaultBranch()) ? branch : "<branch>"}`,
-    );
+  const flows = changed.filter((c) => c !== CONFIG_PATH);
+  if (flows.length) {
+    const branch = await source.currentBranch();
+    const draftRef = branch && branch !== (await source.defaultBranch()) ? branch : "<branch>";
+    notes.push(`uncommitted changes to ${flows.join(", ")} are not part of any release and do not run; commit them to a branch and run it as a draft: sluice run ${flow} --ref ${draftRef}`);
   }
-  const loaded = await loadRelease(local.source, opts.ref);
-  const flow = pickFlow(loaded, opts.flow);
-  const inputs = resolveInputs(flow, parseInputs(opts.inputs, opts.inputsFile, io.cwd));
-  const id = await rt.createRun({
-    flow,
-    config: loaded.config,
-    release: loaded.release,
-    repo: local.source.repo,
-    inputs,
-    trigger: { type: "manual", actor: actor(opts.as, io.env) },
-  });
+  if (changed.includes(CONFIG_PATH)) {
+    notes.push(`uncommitted changes to ${CONFIG_PATH} do not apply: every run, a draft too, uses the config committed on the default branch; commit it there to change connections or policy`);
+  }
+  return notes;
+}
+
+export async function runCommand(local: Local, opts: RunOptions, io: Io): Promise<Report> {
+  const rt = await local.runtime();
+  const given = { ...parseInputs(opts.inputs, opts.inputsFile, io.cwd), ...opts.inputValues };
+  const [notes, { flow, config, release }] = await Promise.all([uncommittedNotes(local, opts.flow), loadFlow(await local.source(), opts.flow, opts.ref)]);
+  const inputs = resolveInputs(flow, given);
+  const id = await rt.createRun({ flow, config, release, repo: await local.repo(), inputs, trigger: { type: "manual", actor: actor(opts.as, io.env) } });
   if (opts.detach) {
-    const run = await viewOf(rt, id);
-    return { ...runReport(run, notes), exitCode: EXIT.ok, human: `run ${id} queued: a worker (sluice worker) will run it` };
+    const d = await detailOf(rt, id);
+    return { ...runReport(d, io, notes), exitCode: EXIT.ok, human: `run ${id} queued: a worker (sluice worker) will run it` };
   }
   let stop = () => {};
   if (opts.follow && opts.json) {
-    const off = rt.onEvents((runId, events) => {
+    stop = rt.onEvents((runId, events) => {
       if (runId === id) for (const e of events) io.stdout(JSON.stringify({ apiVersion: "sluice/v1", kind: "RunEvent", run: id, event: e }) + "\n");
     });
-    stop = off;
-  } else if (io.isTTY && !opts.json) {
+  } else if ((io.isTTY || opts.follow) && !opts.json) {
+    // The id first: a follower who stops watching (Ctrl-C) still knows which run to look at.
+    if (opts.follow) io.stdout(`run ${id}  ${flow.name}  ${release.kind} ${release.ref} @ ${release.sha.slice(0, 7)}\n`);
     for (const n of notes) io.stderr(`note: ${n}\n`);
     notes.length = 0;
-    stop = progress(rt, io, id);
+    stop = progress(rt, io, id, io.isTTY);
   }
   try {
     await drive(rt, id, opts.follow);
   } finally {
     stop();
   }
-  const run = await viewOf(rt, id);
-  return runReport(run, notes);
+  return runReport(await detailOf(rt, id), io, notes, rt.now());
 }
 
-export async function runsList(rt: Runtime, opts: { flow?: string; status?: string; limit?: number }): Promise<Report> {
-  const statuses = opts.status?.split(",") as RunStatus[] | undefined;
-  const runs = await rt.store.listRuns({ ...(opts.flow ? { flow: opts.flow } : {}), ...(statuses ? { status: statuses } : {}), limit: opts.limit ?? 20 });
-  const data = runs.map(runSummary);
-  return {
-    kind: "RunList",
-    ok: true,
-    data: { runs: data },
-    exitCode: EXIT.ok,
-    human: data.length ? table([["id", "flow", "status", "release", "created"], ...data.map((r) => [r.id, r.flow, r.status, `${r.release.kind} ${r.release.sha.slice(0, 7)}`, r.created_at])]) : "no runs",
-  };
+export async function runsShow(rt: Runtime, id: string, io: Io): Promise<Report> {
+  return runReport(await detailOf(rt, id), io, [], rt.now());
 }
 
-export async function runsShow(rt: Runtime, id: string): Promise<Report> {
-  return runReport(await viewOf(rt, id));
+/** An event in a line: its facts, with times as local times. */
+function describeEvent(e: JournalEvent): string {
+  if (e.type === "run_created") return `${e.flow.name} @ ${e.release.sha.slice(0, 7)} by ${e.trigger.actor}`;
+  const { type: _type, at: _at, ...rest } = e as JournalEvent & Record<string, unknown>;
+  for (const key of ["until", "wake_at", "deadline"]) {
+    if (typeof rest[key] === "number") rest[key] = localTime(rest[key] as number);
+  }
+  return JSON.stringify(rest).slice(0, 160);
 }
 
 export async function runsEvents(rt: Runtime, id: string): Promise<Report> {
   await rt.load(id);
   const events = await rt.store.loadJournal(id);
   const data = events.map((s) => ({ seq: s.seq, ...publicEvent(s.event), at: new Date(s.event.at).toISOString() }));
-  const describe = (e: JournalEvent): string => {
-    const { type, at: _at, ...rest } = e;
-    if (type === "run_created") return `${e.flow.name} @ ${e.release.sha.slice(0, 7)} by ${e.trigger.actor}`;
-    return JSON.stringify(rest).slice(0, 160);
-  };
   return {
     kind: "EventList",
     ok: true,
     data: { run: id, events: data },
     exitCode: EXIT.ok,
-    human: table(events.map((s) => [String(s.seq), new Date(s.event.at).toISOString(), s.event.type, describe(s.event)])),
+    human: table(events.map((s) => [String(s.seq), localTime(s.event.at), s.event.type, describeEvent(publicEvent(s.event))])),
   };
 }
 
-export async function runsCancel(rt: Runtime, id: string, by: string): Promise<Report> {
+export async function runsCancel(rt: Runtime, id: string, by: string, io: Io): Promise<Report> {
   await cancelRun(rt, id, by);
-  return runReport(await viewOf(rt, id));
+  // The cancel is what was asked for: done is success (SPEC §6), whatever the run's status says.
+  const { error: _runError, ...report } = runReport(await detailOf(rt, id), io, [], rt.now());
+  return { ...report, ok: true, exitCode: EXIT.ok };
 }
 
-export async function runsRetry(rt: Runtime, id: string, by: string): Promise<Report> {
+export async function runsRetry(rt: Runtime, id: string, by: string, io: Io): Promise<Report> {
   await retryRun(rt, id, by);
   await drive(rt, id, false);
-  return runReport(await viewOf(rt, id));
+  return runReport(await detailOf(rt, id), io, [], rt.now());
 }
 
 export async function decideCommand(
@@ -231,6 +278,7 @@ export async function decideCommand(
   id: string,
   decision: "approve" | "reject",
   opts: { step?: string; as: string; comment?: string; digest?: string },
+  io: Io,
 ): Promise<Report> {
   await decideGate(rt, id, {
     login: opts.as,
@@ -241,7 +289,7 @@ export async function decideCommand(
     ...(opts.digest ? { digest: opts.digest } : {}),
   });
   await drive(rt, id, false);
-  return runReport(await viewOf(rt, id));
+  return runReport(await detailOf(rt, id), io, [], rt.now());
 }
 
 export async function gatesList(rt: Runtime): Promise<Report> {
@@ -256,45 +304,48 @@ export async function gatesList(rt: Runtime): Promise<Report> {
     ok: true,
     data: { gates },
     exitCode: EXIT.ok,
-    human: gates.length ? table([["run", "flow", "step", "quorum", "title"], ...gates.map((g) => [g.run, g.flow, g.step, g.quorum, g.title])]) : "no open gates",
+    human: gates.length ? table([["run", "flow", "step", "quorum", "deadline", "title"], ...gates.map((g) => [g.run, g.flow, g.step, g.quorum, g.deadline ? localTime(g.deadline) : "none", g.title])]) : "no open gates",
   };
 }
 
-export async function gatesExplain(rt: Runtime, id: string): Promise<Report> {
+export async function gatesExplain(rt: Runtime, id: string, io: Io): Promise<Report> {
   const { record, state } = await rt.load(id);
   const gates = openGates(state).map((s) => explainGate(state, s, rt.mode));
+  const p = paint(io.colour);
   const lines: string[] = [];
   if (gates.length === 0) {
     lines.push(`run ${id} has no open gate (status ${record.status})`);
     const waitingStep = Object.values(state.steps).find((s) => s.status === "waiting");
-    if (waitingStep) lines.push(`it waits at ${waitingStep.id} for a ${waitingStep.waitKind}${waitingStep.until ? ` until ${new Date(waitingStep.until).toISOString()}` : ""}`);
+    if (waitingStep) lines.push(`it waits at ${waitingStep.id} for a ${waitingStep.waitKind}${typeof waitingStep.until === "number" ? ` until ${localTime(waitingStep.until)}` : ""}`);
   }
   for (const g of gates) {
     const who = [g.approvers.users.length ? g.approvers.users.join(", ") : "", g.approvers.teams.length ? `members of ${g.approvers.teams.join(", ")}` : "", g.approvers.permission ? `anyone with ${g.approvers.permission} permission` : ""].filter(Boolean).join(" or ");
     lines.push(
-      `gate at ${g.step} (${g.kind}): ${g.title}`,
+      p.yellow(`gate at ${g.step} (${g.kind}): ${g.title}`),
+      ...evidenceLines(id, g, p),
       `  who may approve: ${who}`,
       `  quorum: ${g.quorum}${g.approvals.length ? ` (${g.approvals.map((a) => `${a.login} via ${a.via}`).join(", ")})` : ""}`,
-      `  deadline: ${g.deadline ?? "none"}`,
+      `  deadline: ${g.deadline ? localTime(g.deadline) : "none"}`,
       `  digest: ${g.digest}`,
       ...(g.stale_approvals.length ? [`  stale approvals (the evidence changed since): ${g.stale_approvals.map((a) => a.login).join(", ")}`] : []),
       ...g.refused.map((r) => `  refused: ${r.decision} by ${r.login} via ${r.via} (${r.reason}): ${r.message}`),
       ...g.notes.map((n) => `  note: ${n}`),
+      `  approve: sluice approve ${id} --as <login> --digest ${g.digest}`,
     );
   }
   return { kind: "GateExplanation", ok: true, data: { run: id, status: record.status, gates }, exitCode: EXIT.ok, human: lines.join("\n") };
 }
 
-export async function callbackCommand(rt: Runtime, id: string, step: string, body: string | undefined): Promise<Report> {
+export async function callbackCommand(rt: Runtime, id: string, step: string, body: string | undefined, io: Io): Promise<Report> {
   let parsed: unknown = {};
   if (body !== undefined) {
     try {
       parsed = JSON.parse(body);
     } catch (e) {
-      throw new SluiceError("CALLBACK_INVALID", `--body is not JSON: ${e instanceof Error ? e.message : String(e)}`);
+      throw usage(`--body is not JSON: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
   const result = await completeCallback(rt, id, step, parsed);
   await drive(rt, id, false);
-  return runReport(await viewOf(rt, id), result.duplicate ? [`step ${step} was already completed; the first body stands`] : []);
+  return runReport(await detailOf(rt, id), io, result.duplicate ? [`step ${step} was already completed; the first body stands`] : [], rt.now());
 }

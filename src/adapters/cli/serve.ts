@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { startServer } from "../../app/server.js";
-import { EXIT, type Io, type Report } from "./output.js";
+import { EXIT, errorReport, type Io, type Report } from "./output.js";
 
 export async function serveCommand(io: Io): Promise<Report> {
   // Probot's run() exits the process on SIGINT; this command stops the loops and the store first.
@@ -24,11 +24,17 @@ export async function serveCommand(io: Io): Promise<Report> {
   } else {
     io.stderr(`sluice serve: listening on ${url} (public URL ${config.publicUrl}, GitHub API ${config.githubApiUrl}); Ctrl-C stops it\n`);
   }
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
+  // Until a signal, or until the store gives up (the database stayed out of reach past
+  // SLUICE_DB_DEADLINE): then the server stops and exits 5 rather than serving without a store.
+  const stopped = await Promise.race([
+    new Promise<undefined>((resolve) => {
+      process.once("SIGINT", () => resolve(undefined));
+      process.once("SIGTERM", () => resolve(undefined));
+    }),
+    ...(running.sluice ? [running.sluice.failed] : []),
+  ]);
   await running.stop();
+  if (stopped) return errorReport(stopped);
   return {
     kind: "Server",
     ok: true,

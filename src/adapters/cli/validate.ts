@@ -68,10 +68,16 @@ export function repoRoot(cwd: string): string {
   }
 }
 
-export function validatePaths(paths: string[], io: Io): { files: FileReport[]; sources: Map<string, string> } {
+/** The config flows were checked against: a file (as displayed) or the default. */
+export interface ConfigUsed {
+  file: string | null;
+  text: string;
+}
+
+export function validatePaths(paths: string[], io: Io): { files: FileReport[]; sources: Map<string, string>; config: ConfigUsed } {
+  const root = repoRoot(io.cwd);
   let targets: string[];
   if (paths.length === 0) {
-    const root = repoRoot(io.cwd);
     targets = [];
     if (existsSync(join(root, CONFIG_PATH))) targets.push(join(root, CONFIG_PATH));
     if (existsSync(join(root, FLOWS_DIR))) targets.push(...expand([join(root, FLOWS_DIR)], io.cwd));
@@ -85,13 +91,27 @@ export function validatePaths(paths: string[], io: Io): { files: FileReport[]; s
   const flows = targets.filter((t) => !isConfigFile(t));
   const files: FileReport[] = [];
   let config: Config | undefined;
+  let used: ConfigUsed = { file: null, text: `the default config (no ${CONFIG_PATH})` };
   for (const abs of configs) {
     const text = readFileSync(abs, "utf8");
     sources.set(display(abs), text);
     const v: ConfigValidation = validateConfig(text, { file: display(abs) });
-    if (v.config && !config) config = v.config;
+    if (v.config && !config) {
+      config = v.config;
+      used = { file: display(abs), text: display(abs) };
+    }
     files.push({ file: display(abs), kind: "config", valid: !v.diagnostics.some((d) => d.severity === "error"), diagnostics: v.diagnostics });
   }
+  // Single flows named without a config (a pre-commit hook, an editor) are checked against the
+  // repository's own config, as the whole repository would be.
+  const repoConfig = join(root, CONFIG_PATH);
+  if (configs.length === 0 && flows.length > 0 && existsSync(repoConfig)) {
+    const v = validateConfig(readFileSync(repoConfig, "utf8"), { file: display(repoConfig) });
+    if (v.config) {
+      config = v.config;
+      used = { file: display(repoConfig), text: `${display(repoConfig)} (the repository's config)` };
+    } else used = { file: null, text: `the default config: ${display(repoConfig)} has errors (sluice validate ${display(repoConfig)})` };
+  } else if (configs.length > 0 && !config) used = { file: null, text: "the default config: the config named has errors" };
   const names = new Map<string, string>();
   for (const abs of flows) {
     const text = readFileSync(abs, "utf8");
@@ -108,7 +128,7 @@ export function validatePaths(paths: string[], io: Io): { files: FileReport[]; s
     const valid = !diagnostics.some((d) => d.severity === "error");
     files.push({ file, kind: "flow", valid, diagnostics, ...(v.flow && valid ? { writes: writeCovers(v.flow, config ?? DEFAULT_CONFIG) } : {}) });
   }
-  return { files, sources };
+  return { files, sources, config: used };
 }
 
 /** `file:line:col: error CODE message`, the offending line below it, and a caret. */
@@ -121,7 +141,7 @@ export function formatDiagnostic(d: Diagnostic, source: string | undefined): str
 }
 
 export function validateCommand(paths: string[], io: Io): Report {
-  const { files, sources } = validatePaths(paths, io);
+  const { files, sources, config } = validatePaths(paths, io);
   const all = files.flatMap((f) => f.diagnostics);
   const errors = all.filter((d) => d.severity === "error").length;
   const warnings = all.length - errors;
@@ -129,8 +149,9 @@ export function validateCommand(paths: string[], io: Io): Report {
   for (const f of files) {
     if (f.writes?.length) lines.push(`${f.file}: writes: ${f.writes.map((w) => `${w.step} (${w.text})`).join("; ")}`);
   }
+  if (files.some((f) => f.kind === "flow")) lines.push(`flows checked against ${config.text}`);
   lines.push(`${files.length} file${files.length === 1 ? "" : "s"} checked: ${errors} error${errors === 1 ? "" : "s"}, ${warnings} warning${warnings === 1 ? "" : "s"}`);
-  const data = { valid: errors === 0, errors, warnings, files };
+  const data = { valid: errors === 0, errors, warnings, files, config };
   return {
     kind: "ValidationReport",
     ok: errors === 0,

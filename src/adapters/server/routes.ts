@@ -15,7 +15,8 @@
  * 404 for another repository's run as for a run that does not exist (auth.ts).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { runSummary, runView, type RunView } from "../../app/run-view.js";
+import { runSummary } from "../../app/run-summary.js";
+import { runView, type RunView } from "../../app/run-view.js";
 import type { Runtime } from "../../app/runtime.js";
 import { completeCallbackToken } from "../../app/signals.js";
 import { fold } from "../../core/engine/state.js";

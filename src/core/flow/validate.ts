@@ -1,12 +1,13 @@
 /**
  * Validation of flows and config: parse with positions, then the schema pass (ajv, compiled
- * once, all errors), then the semantic pass. Every diagnostic carries a JSON pointer and the
+ * at build time, all errors), then the semantic pass. Every diagnostic carries a JSON pointer and the
  * line and column it maps to, so the CLI and the check-run annotations say the same thing.
  */
-import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
+import type { ErrorObject } from "ajv/dist/2020.js";
 import { Cron } from "croner";
-import flowSchema from "../../../schemas/flow.schema.json" with { type: "json" };
-import configSchema from "../../../schemas/config.schema.json" with { type: "json" };
+// Compiled from schemas/*.schema.json at build time (scripts/compile-schemas.mjs, ajv's
+// standalone code), so no start pays for compiling a JSON Schema.
+import { validateConfig as configSchema, validateFlow as flowSchema } from "./generated/validators.js";
 import { findExpressions, parseExpression, referencedPaths } from "../expr/expressions.js";
 import { KINDS_WITH_CONNECTION } from "../policy/effects.js";
 import { regexError } from "../policy/patterns.js";
@@ -23,16 +24,6 @@ import {
   type Step,
   type StepKind,
 } from "./types.js";
-
-let compiled: { flow: ValidateFunction; config: ValidateFunction } | undefined;
-
-function validators(): { flow: ValidateFunction; config: ValidateFunction } {
-  if (!compiled) {
-    const ajv = new Ajv2020({ allErrors: true, strict: true });
-    compiled = { flow: ajv.compile(flowSchema), config: ajv.compile(configSchema) };
-  }
-  return compiled;
-}
 
 export interface FlowValidation {
   flow?: Flow;
@@ -352,7 +343,7 @@ export function validateFlow(text: string, opts: { file?: string; config?: Confi
   const raw = src.value as Record<string, unknown>;
   const add = reporter(src, diagnostics, opts.file);
 
-  const v = validators().flow;
+  const v = flowSchema;
   const schemaOk = v(raw);
   if (!schemaOk) schemaDiagnostics(v.errors ?? [], "FLOW_SCHEMA", add);
 
@@ -383,7 +374,7 @@ export function validateConfig(text: string, opts: { file?: string } = {}): Conf
   if (src.value === undefined) return { diagnostics };
   const raw = src.value as Record<string, unknown>;
   const add = reporter(src, diagnostics, opts.file);
-  const v = validators().config;
+  const v = configSchema;
   if (!v(raw)) schemaDiagnostics(v.errors ?? [], "CONFIG_SCHEMA", add);
   const policy = isObject(raw.policy) ? raw.policy : {};
   for (const list of ["allow", "deny"] as const) {

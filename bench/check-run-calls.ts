@@ -1,137 +1,106 @@
 /**
- * How many GitHub API calls a run costs as a check run: a 20-step and a 100-step run, each with
- * one approval gate, reported by the check-run reporter against the GitHub simulator.
+ * What a run costs in GitHub API requests (issue 11, "fewer requests per run"): the real app
+ * (`sluice serve`: intake, inbox, runtime, reporter, outbox, budget) against the GitHub
+ * simulator, a `/run` comment in an issue for runs of 1, 20 and 200 `kv` steps, without and
+ * with an approval gate in the middle approved by an `/approve` comment. Requests are counted
+ * from the simulator's log (the installation's token only), from the comment until the check run
+ * is final and nothing is left in the outbox. Each measurement has its own issue and people, so
+ * nothing is cached from the one before (the repository's default branch head is asked again,
+ * as a conditional request).
  *
- * Two ways of driving the reporter, both real code paths:
- *  - "flush per step": the reporter flushes before every step executes (the worst case for
- *    coalescing: it sees every intermediate state);
- *  - "loop": the reporter's own loop, woken by `notify` after every journal append, as the
- *    server runs it.
- * The clock the reporter and the runtime read is fixed while the steps run (they run within
- * the coalescing interval) and moves ten minutes while a person looks at the gate. A third
- * way, "loop, 50 ms/step", uses the real clock with steps that take 50 ms each, so the run
- * outlasts the 2 s coalescing interval and shows what it costs then.
- *
- * Run: npx vite-node bench/check-run-calls.ts
+ *   npx tsx bench/check-run-calls.ts [--quick]
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createReporter, type Reporter } from "../src/adapters/github/reporter.js";
-import { defaultExecutors } from "../src/adapters/steps/index.js";
-import { FileResourceStore } from "../src/adapters/store/file-resource-store.js";
-import { openSqliteRunStore } from "../src/adapters/store/sqlite/sqlite-run-store.js";
-import { Runtime } from "../src/app/runtime.js";
-import { decideGate } from "../src/app/signals.js";
-import { DEFAULT_CONFIG, validateFlow } from "../src/core/flow/validate.js";
-import type { Flow, StepKind } from "../src/core/flow/types.js";
-import type { Logger, StepExecutor } from "../src/ports/step-executor.js";
-import { startGitHub } from "../test/github/fixtures.js";
+import { parseArgs } from "node:util";
+import { OUTBOX_NAMESPACE } from "../src/adapters/github/outbox.js";
+import { isTerminal } from "../src/ports/run-store.js";
+import { isContentCreating } from "../test/github/limits.js";
+import { startApp } from "../test/github-app/harness.js";
+import { table } from "./lib/measure.js";
 
+const { values } = parseArgs({ options: { quick: { type: "boolean" } } });
+const sizes = values.quick ? [1, 20] : [1, 20, 200];
 const REPO = "acme/widgets";
-const quiet: Logger = { debug: () => {}, info: () => {}, warn: () => {}, error: (m, meta) => console.error(m, meta) };
 
-function gatedFlow(n: number): Flow {
+function flow(n: number, gated: boolean): string {
   const steps: string[] = [];
   for (let i = 0; i < n; i++) {
-    if (i === Math.floor(n / 2)) steps.push(`  - id: review\n    wait:\n      approval:\n        title: Go on?\n        approvers: { users: [alice], min: 1 }`);
-    else steps.push(`  - id: s${i}\n    kv: { incr: { key: counter, by: 1 } }`);
+    if (gated && i === Math.floor(n / 2)) steps.push(`  - id: review\n    wait:\n      approval:\n        title: Go on?`);
+    steps.push(`  - id: s${i}\n    kv: { incr: { key: counter, by: 1 } }`);
   }
-  const v = validateFlow(`name: bench-${n}\non: { manual: {} }\nsteps:\n${steps.join("\n")}\n`);
-  if (!v.flow) throw new Error(JSON.stringify(v.diagnostics));
-  return v.flow;
+  return `name: bench-${n}${gated ? "-gated" : ""}\non:\n  manual:\nsteps:\n${steps.join("\n")}\n`;
 }
 
-type Mode = "flush per step" | "loop" | "loop, 50 ms/step";
+const files: Record<string, string> = { "README.md": "bench\n" };
+for (const n of [1, 20, 200]) for (const gated of [false, true]) files[`.github/flows/bench-${n}${gated ? "-gated" : ""}.yml`] = flow(n, gated);
+const app = await startApp({ files });
+const { sim } = app.gh;
+const token = `installation:${app.gh.installation.id}`;
 
-async function measure(n: number, mode: Mode): Promise<{ calls: number; methods: string; events: number; ms: number }> {
-  const gh = await startGitHub({ repo: REPO, files: { "README.md": "bench\n" } });
-  const dir = mkdtempSync(join(tmpdir(), "sluice-bench-"));
-  const store = openSqliteRunStore(join(dir, "sluice.db"));
-  const now = { t: Date.parse("2025-03-01T09:00:00Z") };
-  const realClock = mode === "loop, 50 ms/step";
-  const clock = realClock ? Date.now : () => now.t;
-  let reporter: Reporter | undefined;
-  const base = defaultExecutors();
-  const kv = base.get("kv")!;
-  const executors = new Map<StepKind, StepExecutor>(base);
-  if (realClock) {
-    executors.set("kv", {
-      kind: "kv",
-      async execute(params, ctx) {
-        await new Promise((r) => setTimeout(r, 50));
-        return kv.execute(params, ctx);
-      },
-    });
-  }
-  if (mode === "flush per step") {
-    executors.set("kv", {
-      kind: "kv",
-      async execute(params, ctx) {
-        await reporter!.flushOnce();
-        return kv.execute(params, ctx);
-      },
-    });
-  }
-  const runtime = new Runtime({
-    store,
-    resources: new FileResourceStore(join(dir, "resources")),
-    executors,
-    secrets: { get: () => undefined, values: () => [] },
-    logger: quiet,
-    mode: "local",
-    clock,
-    publicUrl: "https://sluice.example.com",
-  });
-  reporter = createReporter({ store, githubFor: (r) => (r === REPO ? gh.githubApi() : undefined), publicUrl: "https://sluice.example.com", logger: quiet, clock });
-  const ac = new AbortController();
-  let loop: Promise<void> | undefined;
-  if (mode !== "flush per step") {
-    runtime.onEvents((id) => reporter!.notify(id));
-    loop = reporter.start(ac.signal);
-  }
-  const started = performance.now();
-  const caughtUp = async (id: string) => {
-    for (;;) {
-      const [run, rep] = await Promise.all([store.getRun(id), store.getReport(id)]);
-      if (run && rep && rep.reportedSeq === run.seq) return;
-      if (mode === "flush per step") await reporter!.flushOnce();
-      else await new Promise((r) => setTimeout(r, 5));
+/** A short name for a request: method and the route's last words. */
+function what(r: { method: string; path: string; status: number }): string {
+  const p = r.path.replace(`/repos/${REPO}`, "").replace(/\/[0-9a-f]{40}/g, "/{sha}").replace(/\/[0-9]+(?=\/|$)/g, "/{n}");
+  return `${r.method} ${p}${r.status === 304 ? " (304)" : ""}`;
+}
+
+// The first comment reads the release's flows (cached by SHA from then on): not part of a run's cost.
+{
+  const warm = sim.createIssue(REPO, { title: "warm up", user: "acme" }).number;
+  const before = sim.requests.length;
+  await app.send("issue_comment", sim.payloads.issueComment({ repo: REPO, issue: warm, sender: "acme", body: "Hello" }));
+  await app.waitFor("the release's flows to be read", () => sim.requests.slice(before).some((r) => r.path.includes("/git/blobs/")) && sim.requests.length - before >= 8);
+  await new Promise((r) => setTimeout(r, 500));
+}
+
+const rows: string[][] = [["steps", "gate", "requests", "content-creating", "reads (of them 304)", "updates", "the requests"]];
+let person = 0;
+for (const n of sizes) {
+  for (const gated of [false, true]) {
+    const name = `bench-${n}${gated ? "-gated" : ""}`;
+    const runner = `runner${++person}`;
+    const approver = `approver${person}`;
+    sim.setPermission(REPO, runner, "write");
+    sim.setPermission(REPO, approver, "write");
+    const issue = sim.createIssue(REPO, { title: name, user: runner }).number;
+    const from = sim.requests.length;
+    await app.send("issue_comment", sim.payloads.issueComment({ repo: REPO, issue, sender: runner, body: `/run ${name}` }));
+    const id = await app.waitFor(`the run of ${name}`, async () => (await app.sluice.store.listRuns({ repo: REPO, flow: name }))[0]?.id);
+    if (gated) {
+      await app.waitingRun(REPO, issue);
+      // A person reads the check run before deciding.
+      await app.waitFor("the gate on the check run", () => sim.checkRunsOf(REPO).some((c) => c.externalId === id && c.output.title?.startsWith("waiting")));
+      await app.send("issue_comment", sim.payloads.issueComment({ repo: REPO, issue, sender: approver, body: "/approve" }));
     }
-  };
-  const id = await runtime.createRun({
-    flow: gatedFlow(n),
-    config: DEFAULT_CONFIG,
-    release: { sha: gh.sim.branchSha(REPO, "main")!, ref: "refs/heads/main", kind: "live" },
-    repo: REPO,
-    inputs: {},
-    trigger: { type: "manual", actor: "bob" },
-  });
-  await runtime.advance(id);
-  await caughtUp(id);
-  now.t += 10 * 60_000;
-  await decideGate(runtime, id, { login: "alice", via: "cli", decision: "approve" });
-  await caughtUp(id);
-  const ms = performance.now() - started;
-  ac.abort();
-  await loop;
-  const calls = gh.sim.requests.filter((r) => r.path.includes("/check-runs"));
-  const events = (await store.loadJournal(id)).length;
-  const status = (await store.getRun(id))!.status;
-  if (status !== "succeeded") throw new Error(`the run ended ${status}`);
-  if (gh.sim.violations.length) throw new Error(JSON.stringify(gh.sim.violations));
-  await store.close();
-  await gh.sim.stop();
-  rmSync(dir, { recursive: true, force: true });
-  return { calls: calls.length, methods: calls.map((c) => c.method).join(" "), events, ms };
-}
-
-const rows: string[][] = [["steps", "reporter", "journal events", "check-run API calls", "calls", "wall time"]];
-for (const n of [20, 100]) {
-  for (const mode of ["flush per step", "loop", "loop, 50 ms/step"] as const) {
-    const r = await measure(n, mode);
-    rows.push([String(n), mode, String(r.events), String(r.calls), r.methods, `${Math.round(r.ms)} ms`]);
+    const run = await app.ended(id);
+    if (run.status !== "succeeded") throw new Error(`${name} ended ${run.status}`);
+    await app.waitFor(
+      "the check run to be final and the outbox empty",
+      async () =>
+        sim.checkRunsOf(REPO).some((c) => c.externalId === id && c.status === "completed") &&
+        (await app.sluice.store.getReport(id))?.reportedSeq === (await app.sluice.store.getRun(id))?.seq &&
+        (await app.sluice.store.kvList(OUTBOX_NAMESPACE, Date.now())).length === 0,
+      60_000,
+    );
+    const log = sim.requests.slice(from).filter((r) => r.auth === token);
+    const reads = log.filter((r) => r.method === "GET");
+    rows.push([
+      String(n),
+      gated ? "yes, by /approve" : "no",
+      String(log.length),
+      String(log.filter((r) => isContentCreating(r.method, r.path)).length),
+      `${reads.length} (${reads.filter((r) => r.status === 304).length})`,
+      String(log.filter((r) => r.method === "PATCH").length),
+      log.map(what).join(", "),
+    ]);
+    if (!isTerminal(run.status)) throw new Error("unreachable");
   }
 }
-const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join("  "));
+await app.stop();
+if (sim.violations.length) throw new Error(JSON.stringify(sim.violations));
+
+console.log(
+  [
+    "A `/run` comment in an issue (and an `/approve` comment for the gated runs) against the GitHub simulator, through the real app; every request the installation made until the check run was final and the outbox empty. Content-creating: POST and PUT (GitHub's secondary limit counts those: 80 a minute, 500 an hour).",
+    "",
+    table(rows),
+  ].join("\n"),
+);

@@ -17,11 +17,13 @@ import { defaultExecutors } from "../adapters/steps/index.js";
 import { FileResourceStore } from "../adapters/store/file-resource-store.js";
 import { openRunStore } from "../adapters/store/index.js";
 import { GitHubFlowSource } from "../adapters/sources/github-flow-source.js";
+import { createBudget, readBudgetEnv, type GitHubBudget } from "../adapters/github/budget.js";
 import { deliveryKey, handleDelivery } from "../adapters/github/dispatch.js";
 import { createHooksRoute } from "../adapters/github/hooks-route.js";
 import { createInbox, type Inbox } from "../adapters/github/inbox.js";
 import { Installations } from "../adapters/github/installations.js";
 import { registerIntake, webhooksAtRoot } from "../adapters/github/intake.js";
+import { createOutbox, type Outbox } from "../adapters/github/outbox.js";
 import { createReporter, type Reporter } from "../adapters/github/reporter.js";
 import { createScheduler, type Scheduler } from "../adapters/github/scheduler.js";
 import { releaseSnapshotAt } from "../adapters/github/snapshot.js";
@@ -33,7 +35,7 @@ import { SluiceError } from "../core/errors.js";
 import type { Flow } from "../core/flow/types.js";
 import type { RunStore } from "../ports/run-store.js";
 import type { GitHubApi, Logger } from "../ports/step-executor.js";
-import { Runtime } from "./runtime.js";
+import { isStoreUnavailable, Runtime } from "./runtime.js";
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 
@@ -101,6 +103,8 @@ export function readServerConfig(env: NodeJS.ProcessEnv, cwd: string): ServerCon
     leaseMs = Number(env.SLUICE_LEASE_MS);
     if (!Number.isSafeInteger(leaseMs) || leaseMs < 100) problems.push(`SLUICE_LEASE_MS must be a whole number of milliseconds (100 or more), not '${env.SLUICE_LEASE_MS}'`);
   }
+  // GitHub's write budget (SLUICE_GITHUB_WRITES, SLUICE_GITHUB_IN_FLIGHT): read where it is made, checked here.
+  problems.push(...readBudgetEnv(env).problems);
   if (problems.length) throw new SluiceError("ENV_INVALID", `the server's environment is invalid: ${problems.join("; ")}`, { problems });
   return {
     credentials,
@@ -124,9 +128,18 @@ export interface Sluice {
   inbox: Inbox;
   scheduler: Scheduler;
   reporter: Reporter;
+  /** The app's writes to GitHub other than runs' check runs, sent at GitHub's pace. */
+  outbox: Outbox;
+  /** GitHub's write budget of each installation, shared through the store. */
+  budget: GitHubBudget;
   /** Signs the links to run pages (the check runs' details_url) with the key in the store. */
   links: LinkSigner;
   logger: Logger;
+  /**
+   * Settles when the server cannot go on: its store gave up reaching the database (unreachable
+   * for longer than SLUICE_DB_DEADLINE). A database restart shorter than that is waited out.
+   */
+  failed: Promise<SluiceError>;
   /** Stops the loops, waits for work in flight, closes the store. */
   stop(): Promise<void>;
 }
@@ -154,7 +167,8 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
     mkdirSync(config.home, { recursive: true });
     writeFileSync(join(config.home, ".gitignore"), "*\n");
   }
-  const store = await openRunStore(config.databaseUrl ?? join(config.home, "sluice.db"));
+  // A database still starting (or restarting) is waited for, up to SLUICE_DB_DEADLINE.
+  const store = await openRunStore(config.databaseUrl ?? join(config.home, "sluice.db"), { env: opts.env, logger });
   let links: LinkSigner;
   try {
     links = await openLinkSigner(store);
@@ -163,7 +177,10 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
     throw e;
   }
   const secrets = new SecretStore(join(config.home, "secrets.json"), opts.env);
-  const installations = new Installations(app);
+  // Every request to GitHub of this process, and of every process on the store, spends one
+  // budget per installation (SPEC §5 "The GitHub budget").
+  const budget = createBudget({ store, config: readBudgetEnv(opts.env).config, logger, metrics: defaultMetrics });
+  const installations = new Installations(app, { budget, metrics: defaultMetrics });
   const background = new Set<Promise<unknown>>();
   const track = (p: Promise<unknown>) => {
     background.add(p);
@@ -185,7 +202,7 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
 
   const githubFor = async (repo: string): Promise<GitHubApi | undefined> => {
     try {
-      return await installations.api(repo);
+      return await installations.client(repo);
     } catch (e) {
       if (e instanceof SluiceError && e.code === "NOT_FOUND") return undefined;
       throw e;
@@ -208,9 +225,21 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
       return Promise.resolve(true);
     },
   });
-  const deps: GitHubDeps & { secrets: SecretStore } = { runtime: signalRuntime, store, logger, installations, publicUrl: config.publicUrl, kick, secrets, links };
+  const outbox = createOutbox({ store, apiFor: githubFor, logger, owner: runtime.workerId, metrics: defaultMetrics, pollMs });
+  const deps: GitHubDeps & { secrets: SecretStore } = { runtime: signalRuntime, store, logger, installations, publicUrl: config.publicUrl, kick, secrets, links, outbox };
 
-  const inbox = createInbox({ store, logger, owner: runtime.workerId, handle: (d) => handleDelivery(deps, d), pollMs, keyOf: deliveryKey });
+  const inbox = createInbox({
+    store,
+    logger,
+    owner: runtime.workerId,
+    handle: (d) => handleDelivery(deps, d),
+    pollMs,
+    keyOf: deliveryKey,
+    holdOf: async (d) => {
+      const id = (d.payload as { installation?: { id?: unknown } } | null)?.installation?.id;
+      return typeof id === "number" ? (await budget.view(String(id))).hold || undefined : undefined;
+    },
+  });
   const flowsAt = async (repo: string, sha: string): Promise<Flow[]> => {
     const snapshot = await releaseSnapshotAt(new GitHubFlowSource(repo, installations.lazy(repo)), sha);
     return snapshot.flows.flatMap((f) => (f.flow ? [f.flow] : []));
@@ -218,12 +247,20 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
   const scheduler = createScheduler({ store, logger, flowsAt, onTick: () => inbox.wake() });
 
   const controller = new AbortController();
+  let fail: (e: SluiceError) => void = () => undefined;
+  const failed = new Promise<SluiceError>((resolve) => (fail = resolve));
   const loops = [
     runtime.work(controller.signal, pollMs),
     inbox.start(controller.signal),
     scheduler.start(controller.signal),
     reporter.start(controller.signal),
-  ].map((p, i) => p.catch((e: unknown) => logger.error("a server loop stopped", { loop: ["worker", "inbox", "scheduler", "reporter"][i], error: e instanceof Error ? e.message : String(e) })));
+    outbox.start(controller.signal),
+  ].map((p, i) =>
+    p.catch((e: unknown) => {
+      logger.error("a server loop stopped", { loop: ["worker", "inbox", "scheduler", "reporter", "outbox"][i], error: e instanceof Error ? e.message : String(e) });
+      if (isStoreUnavailable(e)) fail(e as SluiceError);
+    }),
+  );
 
   let stopping: Promise<void> | undefined;
   const sluice: Sluice = {
@@ -234,13 +271,17 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
     inbox,
     scheduler,
     reporter,
+    outbox,
+    budget,
     links,
     logger,
+    failed,
     stop() {
       stopping ??= (async () => {
         controller.abort();
         await Promise.allSettled(loops);
         while (background.size) await Promise.allSettled([...background]);
+        budget.close();
         await store.close();
       })();
       return stopping;
@@ -253,7 +294,14 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
 export function sluiceApp(opts: SluiceAppOptions): ApplicationFunction {
   return async (app, { addHandler }) => {
     const { sluice, deps } = await composeSluice(app, opts);
-    registerIntake(app, { store: sluice.store, logger: sluice.logger, metrics: defaultMetrics, clock: () => sluice.runtime.now(), recorded: () => sluice.inbox.wake() });
+    registerIntake(app, {
+      store: sluice.store,
+      logger: sluice.logger,
+      metrics: defaultMetrics,
+      clock: () => sluice.runtime.now(),
+      secret: opts.env.WEBHOOK_SECRET ?? "",
+      recorded: () => sluice.inbox.wake(),
+    });
     addHandler(webhooksAtRoot(app));
     addHandler(createHooksRoute(deps));
     addHandler(createRoutes({ runtime: sluice.runtime, store: sluice.store, publicUrl: sluice.config.publicUrl, links: sluice.links, logger: sluice.logger }));

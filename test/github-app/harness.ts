@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../../src/adapters/logger.js";
+import { OUTBOX_NAMESPACE } from "../../src/adapters/github/outbox.js";
 import { startServer, type RunningServer, type Sluice } from "../../src/app/server.js";
 import { startGitHub, type GitHubFixture } from "../github/fixtures.js";
 import type { RunRecord } from "../../src/ports/run-store.js";
@@ -24,9 +25,16 @@ export interface AppHarness {
   hookUrl: string;
   send(event: string, payload: unknown, opts?: { deliveryId?: string; forge?: boolean; headers?: Record<string, string> }): Promise<WebhookResult>;
   /** Polls until `fn` returns a value other than undefined/false; fails with `what` after a long while. */
-  waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>): Promise<T>;
-  /** Posts a comment as `sender` on an issue of `repo` and waits for the app's reply to it. */
-  command(repo: string, issue: number, sender: string, body: string, opts?: { deliveryId?: string }): Promise<{ reply: string; reactions: string[]; payload: Record<string, any> }>;
+  waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, limitMs?: number): Promise<T>;
+  /**
+   * Posts a comment as `sender` on an issue of `repo` and waits for the app's acknowledgement of
+   * it: a reply (`reply`, its text without the hidden marker) or a reaction (`reactions`).
+   */
+  command(repo: string, issue: number, sender: string, body: string, opts?: { deliveryId?: string }): Promise<{ reply: string | undefined; reactions: string[]; payload: Record<string, any> }>;
+  /** The app's replies in an issue, without their hidden markers. */
+  replies(repo: string, issue: number): string[];
+  /** Waits until the app's outbox is empty: every reply and reaction recorded so far was sent (or skipped). */
+  outboxEmpty(): Promise<void>;
   /** The id of the run started from `issue` of `repo`, once it waits. */
   waitingRun(repo: string, issue: number): Promise<string>;
   /** A run's record once it has ended. */
@@ -34,6 +42,11 @@ export interface AppHarness {
   stop(): Promise<void>;
 }
 
+
+/** A reply's text without the hidden marker that lets a retry find it. */
+export function unmarked(body: string): string {
+  return body.replace(/\n*<!-- sluice:reply [^>]* -->$/, "");
+}
 
 export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, limitMs = 20_000): Promise<T> {
   const until = Date.now() + limitMs;
@@ -81,10 +94,12 @@ export async function startApp(opts: { files?: Record<string, FileInput>; env?: 
       const payload = gh.sim.payloads.issueComment({ repo, issue, sender, body });
       const res = await send("issue_comment", payload, o.deliveryId ? { deliveryId: o.deliveryId } : {});
       if (res.status !== 200) throw new Error(`the comment '${body}' was answered ${res.status}`);
-      const reply = await waitFor(`the reply to ${body}`, () => replies()[before]);
-      const comment = gh.sim.comments.get(Number(payload.comment.id));
-      return { reply: reply.body, reactions: comment?.reactions.map((r) => r.content) ?? [], payload };
+      const comment = () => gh.sim.comments.get(Number(payload.comment.id));
+      const ack = await waitFor(`the acknowledgement of ${body}`, () => replies()[before] ?? (comment()?.reactions.length ? "reaction" : undefined));
+      return { reply: ack === "reaction" ? undefined : unmarked(ack.body), reactions: comment()?.reactions.map((r) => r.content) ?? [], payload };
     },
+    outboxEmpty: () => waitFor("the outbox to be empty", async () => (await sluice.store.kvList(OUTBOX_NAMESPACE, Date.now())).length === 0).then(() => undefined),
+    replies: (repo, issue) => gh.sim.commentsOf(repo, issue).filter((c) => c.user === "sluice[bot]").map((c) => unmarked(c.body)),
     waitingRun: (repo, issue) =>
       waitFor(`a waiting run of #${issue}`, async () => {
         for (const r of await sluice.store.listRuns({ repo, status: ["waiting"] })) {

@@ -108,7 +108,6 @@ async function status(id: string) {
   return (await app.sluice.store.getRun(id))?.status;
 }
 
-// Probot spaces out the app's writes to GitHub by a second (its throttling): commands take a few seconds each.
 describe("a decision counts only where its run belongs", { timeout: 120_000 }, () => {
   it("a bare /approve in another issue does not count for the repository's only waiting run", async () => {
     const { sim } = app.gh;
@@ -125,9 +124,9 @@ describe("a decision counts only where its run belongs", { timeout: 120_000 }, (
     expect((await decisions(id)).received).toEqual([]);
     expect(await status(id)).toBe("waiting");
 
-    // Where the run belongs, the same command counts.
+    // Where the run belongs, the same command counts: a reaction acknowledges it.
     const here = await command(home.number, "carol", "/approve");
-    expect(here.reply).toContain("1/2");
+    expect(here).toMatchObject({ reply: undefined, reactions: ["+1"] });
     expect((await decisions(id)).received.map((e) => e.login)).toEqual(["carol"]);
   });
 
@@ -181,6 +180,7 @@ describe("a decision counts only where its run belongs", { timeout: 120_000 }, (
     const payload = sim.payloads.pullRequestReview({ repo, number: unrelated.number, sender: "bob", state: "approved" });
     await deliver("pull_request_review", payload, "review-unrelated-1");
     expect(await decisions(id)).toEqual({ received: [], refused: [] });
+    await app.outboxEmpty();
     expect(botReplies(unrelated.number)).toEqual([]);
     expect(await status(id)).toBe("waiting");
   });
@@ -236,6 +236,7 @@ describe("a comment or a review is processed once by its own id", { timeout: 120
     const runs = [];
     for (const r of await app.sluice.store.listRuns({ repo })) if ((await app.sluice.runtime.load(r.id)).state.trigger.issue === issue.number) runs.push(r.id);
     expect(runs).toHaveLength(1);
+    await app.outboxEmpty();
     expect(botReplies(issue.number)).toHaveLength(1);
     expect(app.logs.some((l) => l.includes("delivery skipped") && l.includes("run-once-2"))).toBe(true);
   });
@@ -244,8 +245,9 @@ describe("a comment or a review is processed once by its own id", { timeout: 120
     const { sim } = app.gh;
     const issue = sim.createIssue(repo, { title: "Run once, after a failure", user: "ann" });
     const payload = sim.payloads.issueComment({ repo, issue: issue.number, sender: "ann", body: "/run ship" });
-    // GitHub fails the permission check once (a plain 403, not a rate limit): the delivery fails and is tried again later.
-    sim.failNext({ method: "GET", path: "/collaborators/ann/permission", status: 403, message: "Forbidden", headers: { "retry-after": null, "x-ratelimit-remaining": null } });
+    // GitHub fails once to say where main is (ann's permission is known from earlier commands):
+    // the delivery fails and is tried again later.
+    sim.failNext({ method: "GET", path: `/repos/${repo}/commits/main`, status: 502, message: "Bad gateway" });
     await app.send("issue_comment", payload, { deliveryId: "failed-once-1" });
     await app.waitFor("the first delivery to fail", () => app.logs.some((l) => l.includes("delivery failed") && l.includes("failed-once-1")));
     await deliver("issue_comment", payload, "failed-once-2");
@@ -256,6 +258,7 @@ describe("a comment or a review is processed once by its own id", { timeout: 120
     const runs = [];
     for (const r of await app.sluice.store.listRuns({ repo })) if ((await app.sluice.runtime.load(r.id)).state.trigger.issue === issue.number) runs.push(r.id);
     expect(runs).toEqual([id]);
+    await app.outboxEmpty();
     expect(botReplies(issue.number)).toHaveLength(1);
   });
 
@@ -271,7 +274,12 @@ describe("a comment or a review is processed once by its own id", { timeout: 120
     await deliver("issue_comment", approve, "approve-once-1");
     await deliver("issue_comment", approve, "approve-once-2");
     expect((await decisions(id)).received.map((e) => [e.login, e.via])).toEqual([["carol", "comment"]]);
-    expect(botReplies(pr.number)).toHaveLength(repliesBefore + 1);
+    // Acknowledged once, by a reaction: the check run shows the approval.
+    const reactions = () => sim.comments.get(Number(approve.comment.id))?.reactions.map((r) => r.content);
+    await app.waitFor("the acknowledgement", () => reactions()?.length);
+    expect(reactions()).toEqual(["+1"]);
+    await app.outboxEmpty();
+    expect(botReplies(pr.number)).toHaveLength(repliesBefore);
 
     const review = sim.payloads.pullRequestReview({ repo, number: pr.number, sender: "dave", state: "approved" });
     await deliver("pull_request_review", review, "review-once-1");
@@ -281,7 +289,8 @@ describe("a comment or a review is processed once by its own id", { timeout: 120
       ["carol", "comment"],
       ["dave", "review"],
     ]);
-    expect(botReplies(pr.number)).toHaveLength(repliesBefore + 2);
+    await app.outboxEmpty();
+    expect(botReplies(pr.number)).toHaveLength(repliesBefore);
   });
 });
 

@@ -380,6 +380,58 @@ describe("OpenAPI validation and faults", () => {
   });
 });
 
+describe("GitHub's limits", () => {
+  afterEach(() => {
+    gh.sim.enforceLimits(undefined);
+    gh.sim.latencyMs = 0;
+  });
+
+  it("refuses a content-creating request past a window with a secondary limit, then holds every request", async () => {
+    const issue = gh.sim.createIssue("acme/widgets", { title: "limits", user: "alice" });
+    gh.sim.enforceLimits({ contentCreating: [{ limit: 2, windowMs: 60_000 }], retryAfterSeconds: 30 });
+    const post = () =>
+      octokit.request("POST /repos/{owner}/{repo}/issues/{issue_number}/comments", { owner: "acme", repo: "widgets", issue_number: issue.number, body: "hi" });
+    await post();
+    await post();
+    const refused = (await post().catch((e: unknown) => e)) as { status: number; message: string; response: { headers: Record<string, string> } };
+    expect(refused.status).toBe(403);
+    expect(refused.message).toContain("secondary rate limit");
+    expect(refused.response.headers["retry-after"]).toBe("30");
+    // During the hold, a read is refused too.
+    const held = (await octokit.request("GET /repos/{owner}/{repo}", { owner: "acme", repo: "widgets" }).catch((e: unknown) => e)) as { status: number };
+    expect(held.status).toBe(403);
+    expect(gh.sim.limits.events.slice(-2).map((e) => [e.kind, e.method])).toEqual([
+      ["content", "POST"],
+      ["during-hold", "GET"],
+    ]);
+    expect(gh.sim.commentsOf("acme/widgets", issue.number)).toHaveLength(2);
+  });
+
+  it("refuses a request past the most in flight, and records the most seen", async () => {
+    gh.sim.enforceLimits({ maxInFlight: 2, retryAfterSeconds: 1 });
+    gh.sim.latencyMs = 100;
+    const who = `installation:${gh.installation.id}`;
+    gh.sim.limits.maxInFlightSeen.set(who, 0);
+    const answers = await Promise.all([1, 2, 3].map(() => octokit.request("GET /repos/{owner}/{repo}", { owner: "acme", repo: "widgets" }).then((r) => r.status, (e: { status: number }) => e.status)));
+    expect(answers.sort()).toEqual([200, 200, 403]);
+    expect(gh.sim.limits.maxInFlightSeen.get(who)).toBe(3);
+    expect(gh.sim.limits.events.at(-1)?.kind).toBe("in-flight");
+  });
+
+  it("answers a GET with its ETag, and 304 without counting it when nothing changed", async () => {
+    const first = await octokit.request("GET /repos/{owner}/{repo}", { owner: "acme", repo: "widgets" });
+    const etag = first.headers.etag!;
+    const remaining = Number(first.headers["x-ratelimit-remaining"]);
+    const again = (await octokit.request("GET /repos/{owner}/{repo}", { owner: "acme", repo: "widgets", headers: { "if-none-match": etag } }).catch((e: unknown) => e)) as { status: number; response: { headers: Record<string, string> } };
+    expect(again.status).toBe(304);
+    expect(Number(again.response.headers["x-ratelimit-remaining"])).toBe(remaining);
+    gh.repo.description = "changed";
+    const changed = await octokit.request("GET /repos/{owner}/{repo}", { owner: "acme", repo: "widgets", headers: { "if-none-match": etag } });
+    expect(changed.status).toBe(200);
+    expect(changed.headers.etag).not.toBe(etag);
+  });
+});
+
 describe("issues, pull requests, people", () => {
   it("comments, reacts, labels and opens issues", async () => {
     const issue = gh.sim.createIssue("acme/widgets", { title: "Flaky test", user: "alice" });

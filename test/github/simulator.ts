@@ -5,7 +5,8 @@
  * operation in GitHub's OpenAPI description and validated against it; see README.md.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { randomBytes, randomUUID, type KeyObject } from "node:crypto";
+import { createHash, randomBytes, randomUUID, type KeyObject } from "node:crypto";
+import { setTimeout as delay } from "node:timers/promises";
 import type { AddressInfo } from "node:net";
 import { ObjectStore, diffTrees, isoNow, type FileChange, type FlatTree, type GitPerson } from "./git-model.js";
 import { OpenApi } from "./openapi.js";
@@ -20,6 +21,7 @@ import { miscRoutes } from "./routes-misc.js";
 import { searchRoutes } from "./routes-search.js";
 import { PayloadBuilders } from "./payloads.js";
 import { sendWebhook, type SendWebhookOptions, type WebhookResult } from "./webhooks.js";
+import { Limits, SECONDARY_LIMIT_MESSAGE, type LimitsConfig } from "./limits.js";
 import {
   HttpError,
   notFound,
@@ -106,6 +108,15 @@ export class GitHubSimulator {
   readonly dispatches: WorkflowDispatch[] = [];
   /** Webhook payload builders (see payloads.ts). */
   readonly payloads: PayloadBuilders;
+  /**
+   * GitHub's secondary limits (limits.ts): off until `enforceLimits`; the most requests seen in
+   * flight at once, the content-creating requests accepted, and every breach, always recorded.
+   */
+  readonly limits = new Limits();
+  /** GET answers 304 Not Modified to a matching If-None-Match (those do not count against the primary limit). */
+  notModified = 0;
+  /** How long every request waits before it is handled (GitHub is not on loopback): 0 by default. */
+  latencyMs = 0;
 
   /** http://127.0.0.1:PORT: the API is also served here, for a plain Octokit `baseUrl`. */
   url = "";
@@ -119,7 +130,8 @@ export class GitHubSimulator {
   private readonly handlers = new Map<string, Handler>();
   private idCounter = 100_000;
   private faults: (FailSpec & { remaining: number })[] = [];
-  private rateUsed = new Map<string, number>();
+  /** Requests counted against the primary limit, per credentials, in the current hour. */
+  private rateUsed = new Map<string, { used: number; reset: number }>();
 
   private readonly users = new Map<string, SimUser>();
   private readonly apps = new Map<number, SimApp>();
@@ -215,11 +227,38 @@ export class GitHubSimulator {
       body,
       status: 0,
       auth: auth instanceof HttpError ? "invalid" : describeAuth(auth),
+      at: Date.now(),
     };
     this.requests.push(entry);
-    const send = (r: Res): void => {
-      entry.status = r.status;
-      this.write(res, r, entry.auth);
+    const verdict = this.limits.arrive(entry.auth, method, path, entry.at);
+    try {
+      await this.answer(req, res, { rawPath, base, query, method, path, body, hasBody, jsonError, auth, entry, verdict });
+    } finally {
+      this.limits.leave(entry.auth);
+    }
+  }
+
+  private async answer(
+    req: IncomingMessage,
+    res: ServerResponse,
+    r: {
+      rawPath: string;
+      base: string;
+      query: Record<string, string | string[]>;
+      method: string;
+      path: string;
+      body: unknown;
+      hasBody: boolean;
+      jsonError: boolean;
+      auth: Auth | HttpError;
+      entry: LoggedRequest;
+      verdict: ReturnType<Limits["arrive"]>;
+    },
+  ): Promise<void> {
+    const { rawPath, base, query, method, path, body, hasBody, jsonError, auth, entry } = r;
+    const ifNoneMatch = method === "GET" ? req.headers["if-none-match"] : undefined;
+    const send = (answer: Res): void => {
+      entry.status = this.write(res, answer, entry.auth, typeof ifNoneMatch === "string" ? ifNoneMatch : undefined);
     };
     const sendError = (e: HttpError): void =>
       send({
@@ -228,6 +267,15 @@ export class GitHubSimulator {
         body: { message: e.message, documentation_url: DOCS, status: String(e.status), ...e.extra },
       });
 
+    if (this.latencyMs > 0) await delay(this.latencyMs);
+    if (r.verdict.refused) {
+      send({
+        status: 403,
+        headers: { "retry-after": String(r.verdict.retryAfter) },
+        body: { message: SECONDARY_LIMIT_MESSAGE, documentation_url: `${DOCS}/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits`, status: "403" },
+      });
+      return;
+    }
     const fault = this.takeFault(method, path);
     if (fault) {
       send(fault);
@@ -303,30 +351,65 @@ export class GitHubSimulator {
     }
   }
 
-  private write(res: ServerResponse, r: Res, authKey: string): void {
-    const used = (this.rateUsed.get(authKey) ?? 0) + 1;
-    this.rateUsed.set(authKey, used);
-    const headers: Record<string, string> = {
-      "x-github-media-type": "github.v3; format=json",
-      "x-github-api-version-selected": "2022-11-28",
-      "x-github-request-id": randomUUID().toUpperCase(),
-      "x-ratelimit-limit": "5000",
-      "x-ratelimit-remaining": String(Math.max(0, 5000 - used)),
-      "x-ratelimit-reset": String(Math.floor(Date.now() / 1000) + 3600),
-      "x-ratelimit-used": String(used),
-      "x-ratelimit-resource": "core",
-      ...r.headers,
-    };
+  /**
+   * Writes an answer with GitHub's headers and returns its status: a GET answered 200 carries an
+   * ETag, and one whose If-None-Match matches it is answered 304 without a body, not counted
+   * against the primary limit (15,000 requests an hour, an installation's on GitHub Enterprise Cloud).
+   */
+  private write(res: ServerResponse, r: Res, authKey: string, ifNoneMatch?: string): number {
     let payload: string | Buffer | undefined;
+    const headers: Record<string, string> = {};
     if (r.raw !== undefined) {
       payload = r.raw;
-      headers["content-type"] ??= "application/vnd.github.raw; charset=utf-8";
+      headers["content-type"] = "application/vnd.github.raw; charset=utf-8";
     } else if (r.body !== undefined && r.status !== 204) {
       payload = JSON.stringify(r.body);
-      headers["content-type"] ??= "application/json; charset=utf-8";
+      headers["content-type"] = "application/json; charset=utf-8";
     }
-    res.writeHead(r.status, headers);
+    let status = r.status;
+    const etag = ifNoneMatch !== undefined || status === 200 ? `"${createHash("sha1").update(payload ?? "").digest("hex")}"` : undefined;
+    const notModified = ifNoneMatch !== undefined && status === 200 && ifNoneMatch === etag;
+    const now = Date.now();
+    let rate = this.rateUsed.get(authKey);
+    if (!rate || rate.reset <= now) {
+      rate = { used: 0, reset: now + 3_600_000 };
+      this.rateUsed.set(authKey, rate);
+    }
+    if (notModified) {
+      this.notModified++;
+      status = 304;
+      payload = undefined;
+      delete headers["content-type"];
+    } else {
+      rate.used++;
+    }
+    Object.assign(
+      headers,
+      {
+        "x-github-media-type": "github.v3; format=json",
+        "x-github-api-version-selected": "2022-11-28",
+        "x-github-request-id": randomUUID().toUpperCase(),
+        "x-ratelimit-limit": "15000",
+        "x-ratelimit-remaining": String(Math.max(0, 15_000 - rate.used)),
+        "x-ratelimit-reset": String(Math.floor(rate.reset / 1000)),
+        "x-ratelimit-used": String(rate.used),
+        "x-ratelimit-resource": "core",
+        ...(etag && r.status === 200 ? { etag } : {}),
+      },
+      r.headers,
+    );
+    res.writeHead(status, headers);
     res.end(payload);
+    return status;
+  }
+
+  /**
+   * Enforces GitHub's secondary limits from now on (limits.ts): `{}` for GitHub's own (80
+   * content-creating requests a minute, 500 an hour, 100 in flight, a 60 s hold), or smaller
+   * windows for a fast test; `undefined` stops enforcing them.
+   */
+  enforceLimits(config: LimitsConfig | undefined): void {
+    this.limits.enforce(config);
   }
 
   private takeFault(method: string, path: string): Res | undefined {

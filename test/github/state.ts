@@ -209,6 +209,8 @@ export interface LoggedRequest {
   operationId?: string;
   /** The auth the request carried: "app", "installation:<id>", "user:<login>" or "none". */
   auth: string;
+  /** When it arrived (epoch ms). */
+  at?: number;
 }
 
 export interface Violation {

@@ -420,6 +420,9 @@ function gateSection(view: RunView, extras: RunExtras | undefined): string[] {
     `| digest | ${mdCode(digest12, true)} |`,
   ];
   if (extras?.gate?.summary) lines.push(`| summary | ${mdText(clipChars(extras.gate.summary, 300))} |`);
+  // A decision that did not count is said here too (the reply that explains it may come later).
+  const refused = g.refused.slice(-3).map((r) => `${mdCode(r.login, true)} via ${r.via} (${mdCode(r.reason, true)}): ${mdText(clipChars(r.message, 160))}`);
+  if (refused.length) lines.push(`| not counted | ${refused.join("<br>")}${g.refused.length > 3 ? ` (and ${g.refused.length - 3} earlier)` : ""} |`);
   lines.push(
     "",
     `**To approve**, press **Approve** above or comment ${mdCode(`/approve ${view.id} ${digest12}`)}; ` +

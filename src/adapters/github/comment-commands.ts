@@ -1,9 +1,15 @@
 /**
  * Commands in issue and pull-request comments (SPEC §5), honoured only from humans with write
- * access. The app reacts at once (`eyes`), carries the command out, reacts `+1` or `-1` and
- * replies with the outcome, including why an approval did not count. A command acts only on the
- * runs of the issue or pull request it is posted in: a bare one finds them there, and one that
- * names a run of elsewhere is refused (decisions by `decideGate`, which journals the refusal).
+ * access. A command acts only on the runs of the issue or pull request it is posted in: a bare
+ * one finds them there, and one that names a run of elsewhere is refused (decisions by
+ * `decideGate`, which journals the refusal).
+ *
+ * Each command is acknowledged once, through the outbox (it never waits for GitHub): a reply
+ * where there is something to say that no check run carries (why a command was refused or a
+ * run could not start, the answer to `/status`, the link to a run started from an issue, which
+ * has no commit to show its check run), else a 👍 reaction, the check run saying the rest.
+ * Acknowledgements (reactions, the link of a started run, the answer to someone without write
+ * access) are skipped when GitHub's write budget is under pressure; explanations never are.
  */
 import { pickFlow } from "../../app/releases.js";
 import { cancelRun, retryRun } from "../../app/signals.js";
@@ -13,8 +19,9 @@ import { RUN_STATUSES, type RunStatus } from "../../ports/run-store.js";
 import type { GitHubApi } from "../../ports/step-executor.js";
 import { GitHubFlowSource } from "../sources/github-flow-source.js";
 import { ACTIVE, belongsTo, decideFromGitHub, gateTarget, loadRuns, namedRun, statusLine, type LoadedRun, type Outcome } from "./approvals.js";
+import type { WritePriority } from "./budget.js";
 import { looksLikeDigest, looksLikeRunId, parseCommand, parseRunArgs, type ParsedCommand } from "./commands.js";
-import { errorText, isTransient, react, reply, runUrl, splitRepo, startRun, type GitHubDeps } from "./deps.js";
+import { errorText, isTransient, liveOptions, reactLater, replyLater, runUrl, splitRepo, startRun, type GitHubDeps } from "./deps.js";
 import { draftsAllowed } from "./drafts.js";
 import { atLeast, isBot, permissionOf, senderOf, type Sender } from "./people.js";
 import { asLoaded, liveSnapshot, snapshotAt } from "./snapshot.js";
@@ -29,35 +36,56 @@ interface CommentContext {
   payload: any;
 }
 
-export async function handleIssueComment(deps: GitHubDeps, payload: any): Promise<void> {
-  if (payload.action !== "created") return;
-  const command = parseCommand(String(payload.comment?.body ?? ""));
-  if (!command) return;
+/** Whether a comment is a command for the app: a new comment whose first line is a command, by a human. */
+export function isCommandComment(payload: any): boolean {
+  if (payload?.action !== "created" || !parseCommand(String(payload.comment?.body ?? ""))) return false;
   const sender = senderOf(payload.sender, payload.comment?.user);
-  if (!sender || isBot(sender)) return; // bots' comments are never commands (and never loop with our replies)
+  return !!sender && !isBot(sender); // bots' comments are never commands (and never loop with our replies)
+}
+
+export async function handleIssueComment(deps: GitHubDeps, payload: any): Promise<void> {
+  if (!isCommandComment(payload)) return;
+  const command = parseCommand(String(payload.comment.body)) as ParsedCommand;
+  const sender = senderOf(payload.sender, payload.comment?.user) as Sender;
   const repo = String(payload.repository.full_name);
   const api = await deps.installations.api(repo, payload.installation?.id);
-  const commentId = Number(payload.comment.id);
-  await react(api, repo, commentId, "eyes").catch((e) => deps.logger.warn("reaction failed", { repo, comment: commentId, error: errorText(e) }));
   const ctx: CommentContext = { deps, api, repo, issue: Number(payload.issue.number), isPullRequest: payload.issue.pull_request !== undefined && payload.issue.pull_request !== null, sender, payload };
   let outcome: Outcome;
+  let outsider = false;
   try {
     const permission = await permissionOf(api, repo, sender.login);
-    outcome = atLeast(permission, "write")
-      ? await execute(ctx, command)
-      : { ok: false, code: "APPROVAL_NOT_ELIGIBLE", message: `commands are honoured only from people with write access to ${repo}; @${sender.login} has ${permission}` };
+    outsider = !atLeast(permission, "write");
+    outcome = outsider
+      ? { ok: false, code: "APPROVAL_NOT_ELIGIBLE", message: `commands are honoured only from people with write access to ${repo}; @${sender.login} has ${permission}` }
+      : await execute(ctx, command);
   } catch (e) {
     if (isTransient(e)) throw e; // nothing was done yet: the delivery is tried again
     outcome = { ok: false, code: e instanceof SluiceError ? e.code : "INTERNAL", message: errorText(e) };
     if (!(e instanceof SluiceError)) deps.logger.error("command failed", { repo, issue: ctx.issue, command: command.name, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
   }
-  // The command is done: what follows is best effort, never a reason to do it again.
+  // The command is done: failing to record its acknowledgement is never a reason to do it again.
+  const reply = replyOf(ctx, command, outcome, outsider);
   try {
-    await react(api, repo, commentId, outcome.ok ? "+1" : "-1");
-    await reply(api, repo, ctx.issue, `> /${command.name}${command.args.length ? ` ${command.args.join(" ")}` : ""}\n\n@${sender.login} ${outcome.ok ? "✅" : "❌"} ${outcome.message}`);
+    if (reply) {
+      await replyLater(deps, repo, ctx.issue, `> /${command.name}${command.args.length ? ` ${command.args.join(" ")}` : ""}\n\n@${sender.login} ${outcome.ok ? "✅" : "❌"} ${outcome.message}`, reply);
+    } else {
+      await reactLater(deps, repo, ctx.issue, Number(payload.comment.id), "+1");
+    }
   } catch (e) {
-    deps.logger.warn("reply to a command failed", { repo, issue: ctx.issue, error: errorText(e) });
+    deps.logger.error("the answer to a command could not be recorded", { repo, issue: ctx.issue, command: command.name, outcome: outcome.message, error: errorText(e) });
   }
+}
+
+/**
+ * How a command's outcome is told, when a reply is needed (the priority of the reply), else
+ * undefined: a reaction acknowledges it and the check run carries the result. Someone without
+ * write access is answered only when the budget has room: strangers cannot spend it.
+ */
+function replyOf(ctx: CommentContext, command: ParsedCommand, outcome: Outcome, outsider: boolean): WritePriority | undefined {
+  if (!outcome.ok) return outsider ? "ack" : "reply";
+  if (command.name === "status") return "reply";
+  if (command.name === "run" && !ctx.isPullRequest) return "ack";
+  return undefined;
 }
 
 async function execute(ctx: CommentContext, command: ParsedCommand): Promise<Outcome> {
@@ -81,7 +109,7 @@ async function runCommand(ctx: CommentContext, command: ParsedCommand): Promise<
   if (!parsed.ok) return { ok: false, code: "USAGE", message: parsed.error };
   const { deps, api, repo } = ctx;
   const source = new GitHubFlowSource(repo, api);
-  const live = await liveSnapshot(deps.store, source, deps.runtime.now());
+  const live = await liveSnapshot(deps.store, source, deps.runtime.now(), liveOptions(deps, ctx.payload));
   let loaded = asLoaded(live.snapshot, live.release);
   if (ctx.isPullRequest) {
     const pr = (await api.request("GET /repos/{owner}/{repo}/pulls/{pull_number}", { ...splitRepo(repo), pull_number: ctx.issue })).data;

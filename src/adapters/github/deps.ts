@@ -1,15 +1,17 @@
 /**
- * What the GitHub event handlers share: the runtime and store, the installations, and a few
- * small writes (a reply, a reaction, a check run with its annotations in batches of 50).
+ * What the GitHub event handlers share: the runtime and store, the installations, the outbox
+ * their writes go through (a reply, a reaction), and what one delivery's stages read once.
  */
-import type { Runtime } from "../../app/runtime.js";
+import { keyedRunId, type Runtime } from "../../app/runtime.js";
+import { ConflictError } from "../../core/errors.js";
 import type { Release, Trigger } from "../../core/engine/events.js";
 import type { Config, Flow } from "../../core/flow/types.js";
 import type { RunStore } from "../../ports/run-store.js";
 import type { GitHubApi, Logger } from "../../ports/step-executor.js";
 import { signedRunLinks, type LinkSigner } from "../server/auth.js";
-import { chunk, fitSummary, type Annotation } from "./annotations.js";
+import type { WritePriority } from "./budget.js";
 import type { Installations } from "./installations.js";
+import type { Outbox, Reaction } from "./outbox.js";
 
 export interface GitHubDeps {
   runtime: Runtime;
@@ -22,6 +24,12 @@ export interface GitHubDeps {
   kick(runId: string): void;
   /** Signs links to run pages, so a link in a comment opens the run for whoever reads it there. */
   links?: LinkSigner;
+  /** The app's writes that are not a run's check run: recorded now, sent at GitHub's pace. */
+  outbox: Pick<Outbox, "enqueue">;
+  /** What the stages of one delivery read once and share (the live release of a repository). */
+  memo?: Map<string, Promise<unknown>>;
+  /** The delivery being handled (its id and when it was received): the runs it starts are keyed by it. */
+  delivery?: { id: string; receivedAt: number };
 }
 
 export function splitRepo(repo: string): { owner: string; repo: string } {
@@ -35,66 +43,51 @@ export function runUrl(deps: Pick<GitHubDeps, "publicUrl" | "links">, id: string
   return `${deps.publicUrl.replace(/\/+$/, "")}/runs/${id}`;
 }
 
+/**
+ * Starts a run. A delivery starts each flow once, whatever happens to the process handling it:
+ * the run's id derives from the delivery and the flow, so a delivery taken over after a crash
+ * (the run created, the stage not yet marked done) finds its run instead of starting another.
+ */
 export async function startRun(
   deps: GitHubDeps,
   req: { flow: Flow; config: Config; release: Release; repo: string; inputs: Record<string, unknown>; trigger: Trigger },
 ): Promise<string> {
-  const id = await deps.runtime.createRun(req);
-  deps.logger.info("run created", { run: id, flow: req.flow.name, repo: req.repo, trigger: req.trigger.type, release: req.release.sha });
+  const keyed = deps.delivery ? keyedRunId(deps.delivery.receivedAt, `${deps.delivery.id}:${req.flow.name}`) : undefined;
+  let id: string;
+  try {
+    id = await deps.runtime.createRun(req, keyed ? { id: keyed } : {});
+    deps.logger.info("run created", { run: id, flow: req.flow.name, repo: req.repo, trigger: req.trigger.type, release: req.release.sha });
+  } catch (e) {
+    if (!keyed || !(e instanceof ConflictError)) throw e;
+    id = keyed;
+    deps.logger.info("run already created by an earlier attempt of this delivery", { run: id, flow: req.flow.name, delivery: deps.delivery?.id });
+  }
   deps.kick(id);
   return id;
 }
 
-export async function reply(api: GitHubApi, repo: string, issue: number, body: string): Promise<void> {
-  await api.request("POST /repos/{owner}/{repo}/issues/{issue_number}/comments", { ...splitRepo(repo), issue_number: issue, body });
+/** How a delivery reads the live release: once for all its stages, with the default branch its payload names. */
+export function liveOptions(deps: Pick<GitHubDeps, "memo">, payload: any): { defaultBranch?: string; memo?: Map<string, Promise<unknown>> } {
+  const branch = payload?.repository?.default_branch;
+  return { ...(typeof branch === "string" && branch ? { defaultBranch: branch } : {}), ...(deps.memo ? { memo: deps.memo } : {}) };
 }
 
-export type Reaction = "eyes" | "+1" | "-1" | "confused" | "rocket";
-
-export async function react(api: GitHubApi, repo: string, commentId: number, content: Reaction): Promise<void> {
-  await api.request("POST /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions", { ...splitRepo(repo), comment_id: commentId, content });
-}
-
-export interface CheckRunInput {
-  name: string;
-  headSha: string;
-  conclusion: "success" | "failure" | "neutral" | "action_required";
-  title: string;
-  summary: string;
-  text?: string;
-  annotations: Annotation[];
-  detailsUrl?: string;
-  externalId?: string;
+/** The lane of an issue or pull request: the app's writes there are sent in order. */
+export function laneOf(repo: string, issue: number): string {
+  return `${repo.toLowerCase()}#${issue}`;
 }
 
 /**
- * Creates a completed check run; annotations past the first 50 follow in updates of 50 each
- * (GitHub's limit per request). Returns the check run's id.
+ * A reply in an issue or pull request, through the outbox: sent at GitHub's pace, retried until
+ * GitHub takes it. `ack` marks a reply that only acknowledges (skipped under pressure).
  */
-export async function writeCheckRun(api: GitHubApi, repo: string, c: CheckRunInput): Promise<number> {
-  const batches = chunk(c.annotations);
-  const output = (annotations: Annotation[] | undefined) => ({
-    title: c.title.slice(0, 255),
-    summary: fitSummary(c.summary),
-    ...(c.text ? { text: fitSummary(c.text) } : {}),
-    ...(annotations && annotations.length ? { annotations } : {}),
-  });
-  const created = await api.request("POST /repos/{owner}/{repo}/check-runs", {
-    ...splitRepo(repo),
-    name: c.name,
-    head_sha: c.headSha,
-    status: "completed",
-    conclusion: c.conclusion,
-    completed_at: new Date().toISOString(),
-    ...(c.detailsUrl ? { details_url: c.detailsUrl } : {}),
-    ...(c.externalId ? { external_id: c.externalId } : {}),
-    output: output(batches[0]),
-  });
-  const id = Number(created.data.id);
-  for (const batch of batches.slice(1)) {
-    await api.request("PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}", { ...splitRepo(repo), check_run_id: id, output: output(batch) });
-  }
-  return id;
+export async function replyLater(deps: Pick<GitHubDeps, "outbox">, repo: string, issue: number, body: string, priority: WritePriority = "reply"): Promise<void> {
+  await deps.outbox.enqueue({ kind: "comment", repo, issue, body }, { priority, lane: laneOf(repo, issue) });
+}
+
+/** A reaction to a comment, through the outbox: an acknowledgement, skipped under pressure. */
+export async function reactLater(deps: Pick<GitHubDeps, "outbox">, repo: string, issue: number, commentId: number, content: Reaction): Promise<void> {
+  await deps.outbox.enqueue({ kind: "reaction", repo, comment_id: commentId, content }, { priority: "ack", lane: laneOf(repo, issue) });
 }
 
 /** Every item of a paginated list endpoint (per_page 100). */
@@ -113,10 +106,10 @@ export function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/** Errors worth another attempt of the whole delivery: GitHub or the store did not answer. */
+/** Errors worth another attempt of the whole delivery: GitHub or the store did not answer, or the budget holds GitHub's requests. */
 export function isTransient(e: unknown): boolean {
   const code = (e as { code?: unknown })?.code;
-  if (code === "GITHUB_UNAVAILABLE" || code === "STORE_ERROR") return true;
+  if (code === "GITHUB_UNAVAILABLE" || code === "STORE_ERROR" || code === "GITHUB_RATE_LIMITED") return true;
   const status = (e as { status?: unknown })?.status;
   return typeof status === "number" && (status >= 500 || status === 429);
 }

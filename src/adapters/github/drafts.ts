@@ -1,7 +1,8 @@
 /**
  * Drafts (SPEC §5): a pull request that touches flows gets a `sluice / validate` check run on
  * its head with one annotation per diagnostic, and one sticky comment (found again by a hidden
- * marker) with the flow diff and the risk diff against its base, updated on each push.
+ * marker) with the flow diff and the risk diff against its base, updated on each push; both are
+ * written through the outbox.
  * Flows are checked against the pull request's own config when it changes one and that config
  * is valid (what the merge would release), else against the default branch's.
  */
@@ -10,7 +11,7 @@ import { CONFIG_PATH } from "../../ports/flow-source.js";
 import type { GitHubApi } from "../../ports/step-executor.js";
 import { GitHubFlowSource } from "../sources/github-flow-source.js";
 import { toAnnotations } from "./annotations.js";
-import { listAll, splitRepo, writeCheckRun, type GitHubDeps } from "./deps.js";
+import { laneOf, listAll, splitRepo, type GitHubDeps } from "./deps.js";
 import { diffFlows, diffHeadline, renderDiff } from "./flow-diff.js";
 import { isFlowPath } from "./release-check.js";
 import { allDiagnostics, configAt, snapshotAt } from "./snapshot.js";
@@ -32,8 +33,13 @@ export function draftsAllowed(pr: Parameters<typeof isFork>[0], config: Config):
   return !isFork(pr) || config.policy.drafts.forks === "always";
 }
 
+/** Whether a pull-request event may change what its flows are (its head moved, or it opened). */
+export function isDraftEvent(payload: any): boolean {
+  return DRAFT_ACTIONS.has(payload?.action) && !!payload?.pull_request;
+}
+
 export async function handlePullRequest(deps: GitHubDeps, payload: any): Promise<void> {
-  if (!DRAFT_ACTIONS.has(payload.action)) return;
+  if (!isDraftEvent(payload)) return;
   const repo = String(payload.repository?.full_name ?? "");
   const pr = payload.pull_request;
   if (!repo || !pr) return;
@@ -50,7 +56,8 @@ export async function validateDraft(deps: GitHubDeps, api: GitHubApi, repo: stri
   const source = new GitHubFlowSource(repo, api);
   const headSha = String(pr.head.sha);
   const baseSha = String(pr.base.sha);
-  const defaultBranch = await source.defaultBranch();
+  const named = pr.base?.repo?.default_branch;
+  const defaultBranch = typeof named === "string" && named ? named : await source.defaultBranch();
   const liveConfig = await configAt(source, await source.resolve(defaultBranch));
   const headConfig = await configAt(source, headSha);
   const configChanged = headConfig.configText !== liveConfig.configText;
@@ -77,14 +84,24 @@ export async function validateDraft(deps: GitHubDeps, api: GitHubApi, repo: stri
   else notes.push(`Run a draft of a flow at this head with a comment: \`/run <flow> [name=value …]\`.`);
   const headline = `${diffHeadline(diff)}; ${errors ? `${errors} error(s)` : "valid"}`;
   const body = [`**Flows at \`${headSha.slice(0, 7)}\`** against \`${String(pr.base.ref)}\`: ${headline}`, "", renderDiff(diff), "", ...notes.map((n) => `> ${n}`)].join("\n");
-  await writeCheckRun(api, repo, {
-    name: VALIDATE_CHECK,
-    headSha,
-    conclusion: errors ? "failure" : "success",
-    title: errors ? `${errors} error(s) in flows` : `Flows are valid: ${diffHeadline(diff)}`,
-    summary: body,
-    annotations: toAnnotations(diagnostics, CONFIG_PATH),
-  });
+  // The check run and the sticky comment go through the outbox, in this order, after any earlier
+  // push's: the pull request's lane keeps them in order, whatever process sends them.
+  const lane = laneOf(repo, Number(pr.number));
+  await deps.outbox.enqueue(
+    {
+      kind: "check_run",
+      repo,
+      check: {
+        name: VALIDATE_CHECK,
+        headSha,
+        conclusion: errors ? "failure" : "success",
+        title: errors ? `${errors} error(s) in flows` : `Flows are valid: ${diffHeadline(diff)}`,
+        summary: body,
+        annotations: toAnnotations(diagnostics, CONFIG_PATH),
+      },
+    },
+    { priority: "gate", lane },
+  );
   const diagnosticsList = diagnostics
     .filter((d) => d.severity === "error")
     .slice(0, 20)
@@ -96,21 +113,5 @@ export async function validateDraft(deps: GitHubDeps, api: GitHubApi, repo: stri
     body,
     ...(diagnosticsList.length ? ["", "**Errors**", "", ...diagnosticsList, ...(errors > 20 ? [`- … and ${errors - 20} more in the \`${VALIDATE_CHECK}\` check`] : [])] : []),
   ].join("\n");
-  await upsertSticky(deps, api, repo, Number(pr.number), comment);
-}
-
-/** Updates the app's comment that carries the marker, or creates it. */
-export async function upsertSticky(deps: GitHubDeps, api: GitHubApi, repo: string, issue: number, body: string): Promise<void> {
-  // Only the app's own comment is the sticky one: another bot's (or a person's) copy of the marker is not.
-  const me = await deps.installations.bot();
-  const comments = await listAll<{ id: number; body?: string; user?: { login?: string; type?: string } }>(api, "GET /repos/{owner}/{repo}/issues/{issue_number}/comments", {
-    ...splitRepo(repo),
-    issue_number: issue,
-  });
-  const mine = comments.find((c) => (c.body ?? "").includes(STICKY_MARKER) && c.user?.login === me.login);
-  if (mine) {
-    if (mine.body !== body) await api.request("PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}", { ...splitRepo(repo), comment_id: mine.id, body });
-    return;
-  }
-  await api.request("POST /repos/{owner}/{repo}/issues/{issue_number}/comments", { ...splitRepo(repo), issue_number: issue, body });
+  await deps.outbox.enqueue({ kind: "sticky", repo, issue: Number(pr.number), body: comment, marker: STICKY_MARKER }, { priority: "reply", lane });
 }

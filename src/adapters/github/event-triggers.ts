@@ -7,17 +7,58 @@
 import type { JournalEvent } from "../../core/engine/events.js";
 import { SluiceError } from "../../core/errors.js";
 import { resolveInputs } from "../../core/flow/inputs.js";
+import type { WaitSpec } from "../../core/flow/types.js";
 import { GitHubFlowSource } from "../sources/github-flow-source.js";
 import { ACTIVE } from "./approvals.js";
-import { errorText, startRun, type GitHubDeps } from "./deps.js";
+import { errorText, liveOptions, startRun, type GitHubDeps } from "./deps.js";
 import { liveSnapshot } from "./snapshot.js";
 import { flowsTriggeredBy, waitingEventSteps } from "./triggers.js";
+
+/**
+ * Whether a run's flow has a `wait.event` step, by run id. A run's flow is pinned, so the answer
+ * never changes: each active run is loaded once to learn it, not once per delivery.
+ */
+const eventWaiters = new Map<string, boolean>();
+const EVENT_WAITERS_MAX = 20_000;
+
+async function waitsForEvents(deps: GitHubDeps, runId: string): Promise<boolean> {
+  const known = eventWaiters.get(runId);
+  if (known !== undefined) return known;
+  const { state } = await deps.runtime.load(runId);
+  const waits = state.flow.steps.some((s) => s.kind === "wait" && (s.params as WaitSpec).event !== undefined);
+  eventWaiters.set(runId, waits);
+  if (eventWaiters.size > EVENT_WAITERS_MAX) eventWaiters.delete(eventWaiters.keys().next().value as string);
+  return waits;
+}
+
+/** Whether an active run of the repository has a `wait.event` step: only then can an event complete one. */
+export async function anyEventWaits(deps: GitHubDeps, repo: string): Promise<boolean> {
+  for (const record of await deps.store.listRuns({ repo, status: ACTIVE, limit: 500 })) {
+    if (await waitsForEvents(deps, record.id)) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether a live flow of the repository has an `on.github` trigger for this event (and its
+ * action); when the live release cannot be read, true: the stage says what is wrong.
+ */
+export async function anyTriggerFor(deps: GitHubDeps, repo: string, event: string, payload: any): Promise<boolean> {
+  try {
+    const api = await deps.installations.api(repo, payload?.installation?.id);
+    const live = await liveSnapshot(deps.store, new GitHubFlowSource(repo, api), deps.runtime.now(), liveOptions(deps, payload));
+    return live.snapshot.flows.some((f) => f.flow?.on.github?.some((t) => t.event === event && (!t.actions?.length || t.actions.includes(payload?.action))));
+  } catch {
+    return true;
+  }
+}
 
 /** Completes the `wait.event` steps an event matches; returns the runs signalled. */
 export async function completeEventWaits(deps: GitHubDeps, repo: string, event: string, payload: unknown): Promise<string[]> {
   const signalled: string[] = [];
   const runs = await deps.store.listRuns({ repo, status: ACTIVE, limit: 500 });
   for (const record of runs) {
+    if (!(await waitsForEvents(deps, record.id))) continue;
     const { state } = await deps.runtime.load(record.id);
     const steps = waitingEventSteps(state, event, payload);
     if (!steps.length) continue;
@@ -44,7 +85,7 @@ export async function startTriggeredFlows(deps: GitHubDeps, repo: string, event:
   const api = await deps.installations.api(repo, payload?.installation?.id);
   let live;
   try {
-    live = await liveSnapshot(deps.store, new GitHubFlowSource(repo, api), deps.runtime.now());
+    live = await liveSnapshot(deps.store, new GitHubFlowSource(repo, api), deps.runtime.now(), liveOptions(deps, payload));
   } catch (e) {
     if (e instanceof SluiceError && (e.code === "CONFIG_INVALID" || e.code === "REF_NOT_FOUND" || e.code === "NOT_FOUND")) {
       deps.logger.warn("no live release to trigger from", { repo, event, error: e.message });

@@ -3,23 +3,40 @@
  * pull request a gate names or the run was started from, and only at the head the gate binds:
  * the review's place is its pull request and `commit_id`) and from the check run's buttons
  * (`check_run.requested_action`: Approve, Reject, Cancel; the run id is the check run's
- * `external_id`); `check_run.rerequested` retries the run. Refusals are answered where the
- * person can read them: on the pull request, or on the run's issue.
+ * `external_id`); `check_run.rerequested` retries the run. A decision that counted is shown by
+ * the run's check run; a refusal is answered where the person can read it (on the pull request,
+ * or on the run's issue), through the outbox, and journaled when it is a decision.
  */
 import { cancelRun, retryRun } from "../../app/signals.js";
 import { SluiceError } from "../../core/errors.js";
-import type { GitHubApi } from "../../ports/step-executor.js";
 import { parseActionIdentifier } from "./check-run-summary.js";
 import { ACTIVE, concerns, decideFromGitHub, hasGate, loadRuns, namedRun, type Outcome } from "./approvals.js";
 import { digestInText } from "./commands.js";
-import { errorText, isTransient, reply, runUrl, type GitHubDeps } from "./deps.js";
+import { errorText, isTransient, replyLater, runUrl, type GitHubDeps } from "./deps.js";
 import { atLeast, isBot, permissionOf, senderOf } from "./people.js";
 
-export async function handleReview(deps: GitHubDeps, payload: any): Promise<void> {
-  if (payload.action !== "submitted") return;
+function decisionOf(payload: any): "approve" | "reject" | undefined {
+  if (payload?.action !== "submitted") return undefined;
   const state = String(payload.review?.state ?? "").toLowerCase();
-  const decision = state === "approved" ? "approve" : state === "changes_requested" ? "reject" : undefined;
+  return state === "approved" ? "approve" : state === "changes_requested" ? "reject" : undefined;
+}
+
+/** Whether a review decides something: submitted, approving or requesting changes. */
+export function isDecisionReview(payload: any): boolean {
+  return decisionOf(payload) !== undefined;
+}
+
+/** Whether a check-run event is a button or a re-run of a check run that may be one of ours. */
+export function isRunAction(payload: any): boolean {
+  const action = payload?.action;
+  const runId = payload?.check_run?.external_id;
+  return (action === "requested_action" || action === "rerequested") && typeof runId === "string" && runId !== "";
+}
+
+export async function handleReview(deps: GitHubDeps, payload: any): Promise<void> {
+  const decision = decisionOf(payload);
   if (!decision) return;
+  const state = String(payload.review.state).toLowerCase();
   const repo = String(payload.repository.full_name);
   const number = Number(payload.pull_request.number);
   const runs = (await loadRuns(deps, repo, ["waiting"])).filter((r) => hasGate(r) && concerns(r.state, number));
@@ -44,25 +61,26 @@ export async function handleReview(deps: GitHubDeps, payload: any): Promise<void
       }),
     );
   }
-  const text = outcomes.map((o) => `${o.ok ? "✅" : "❌"} ${o.message}`).join("\n");
-  await reply(api, repo, number, `@${sender.login} your review (${state.replace("_", " ")}):\n\n${text}`).catch((e) =>
-    deps.logger.warn("reply to a review failed", { repo, pull: number, error: errorText(e) }),
-  );
+  // What counted, the check run shows; what did not is explained here.
+  const refused = outcomes.filter((o) => !o.ok);
+  if (!refused.length) return;
+  await refuse(deps, repo, number, `@${sender.login} your review (${state.replace("_", " ")}):\n\n${refused.map((o) => `❌ ${o.message}`).join("\n")}`);
 }
 
-async function answer(deps: GitHubDeps, api: GitHubApi, repo: string, issue: number | undefined, text: string): Promise<void> {
+/** Explains a refusal on the run's issue or pull request (a run without one: in the log only). */
+async function refuse(deps: GitHubDeps, repo: string, issue: number | undefined, text: string): Promise<void> {
   if (issue === undefined) {
-    deps.logger.info("check run action answered", { repo, text });
+    deps.logger.info("check run action refused", { repo, text });
     return;
   }
-  await reply(api, repo, issue, text).catch((e) => deps.logger.warn("reply to a check run action failed", { repo, issue, error: errorText(e) }));
+  // The decision is recorded: failing to record the answer is never a reason to decide again.
+  await replyLater(deps, repo, issue, text).catch((e: unknown) => deps.logger.error("the answer to a refused decision could not be recorded", { repo, issue, text, error: errorText(e) }));
 }
 
 export async function handleCheckRun(deps: GitHubDeps, payload: any): Promise<void> {
+  if (!isRunAction(payload)) return;
   const action = payload.action;
-  if (action !== "requested_action" && action !== "rerequested") return;
-  const runId = payload.check_run?.external_id;
-  if (typeof runId !== "string" || runId === "") return;
+  const runId = String(payload.check_run.external_id);
   const me = await deps.installations.bot();
   if (Number(payload.check_run?.app?.id) !== me.id) return; // not our check run: its external_id is not our run id
   const repo = String(payload.repository.full_name);
@@ -85,7 +103,7 @@ export async function handleCheckRun(deps: GitHubDeps, payload: any): Promise<vo
         sender,
         ...(parsed.digest ? { digest: parsed.digest } : {}),
       });
-      await answer(deps, api, repo, issue, `@${sender.login} (check run button) ${outcome.ok ? "✅" : "❌"} ${outcome.message}`);
+      if (!outcome.ok) await refuse(deps, repo, issue, `@${sender.login} (check run button) ❌ ${outcome.message}`);
       return;
     }
   }
@@ -93,7 +111,7 @@ export async function handleCheckRun(deps: GitHubDeps, payload: any): Promise<vo
   const verb = action === "rerequested" ? "retry" : "cancel";
   const permission = isBot(sender) ? "none" : await permissionOf(api, repo, sender.login);
   if (!atLeast(permission, "write")) {
-    await answer(deps, api, repo, issue, `@${sender.login} ❌ cannot ${verb} run ${link}: that needs write access to ${repo} (you have ${permission})`);
+    await refuse(deps, repo, issue, `@${sender.login} ❌ cannot ${verb} run ${link}: that needs write access to ${repo} (you have ${permission})`);
     return;
   }
   try {
@@ -103,9 +121,9 @@ export async function handleCheckRun(deps: GitHubDeps, payload: any): Promise<vo
     } else {
       await retryRun(deps.runtime, runId, sender.login);
     }
-    await answer(deps, api, repo, issue, `@${sender.login} ✅ ${verb === "cancel" ? "cancelled" : "retrying"} run ${link} (${run.state.flow.name})`);
+    deps.logger.info(verb === "cancel" ? "run cancelled from its check run" : "run retried from its check run", { run: runId, by: sender.login });
   } catch (e) {
     if (!(e instanceof SluiceError) || isTransient(e)) throw e;
-    await answer(deps, api, repo, issue, `@${sender.login} ❌ cannot ${verb} run ${link}: ${e.message}`);
+    await refuse(deps, repo, issue, `@${sender.login} ❌ cannot ${verb} run ${link}: ${e.message}`);
   }
 }

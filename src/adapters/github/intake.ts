@@ -1,11 +1,17 @@
 /**
- * Webhook intake on Probot: Probot verifies the signature (`X-Hub-Signature-256` with
- * WEBHOOK_SECRET) before anything is parsed; a verified delivery is recorded in the store with
- * its payload and answered 2xx at once, and the inbox processes it from the store. A
- * redelivered id is acknowledged and not recorded again. Rejected deliveries (forged or
- * missing signature, bad headers) are logged with what identifies them.
+ * Webhook intake: a delivery's signature (`X-Hub-Signature-256` with WEBHOOK_SECRET) is verified
+ * before anything is parsed; a verified delivery is recorded in the store with its payload and
+ * answered 2xx at once, and the inbox processes it from the store. A redelivered id is
+ * acknowledged and not recorded again. Rejected deliveries (forged or missing signature, bad
+ * headers) are logged with what identifies them.
+ *
+ * The receiver is @octokit/webhooks' own, as in Probot (the same verification, the same answers),
+ * mounted where Probot mounts its own, but without Probot's transform: for every event Probot
+ * makes an authenticated Octokit, a logger and a context, which intake does not use and which
+ * cost a share of every delivery's time under load (bench/intake.ts).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { createNodeMiddleware, Webhooks } from "@octokit/webhooks";
 import type { Probot } from "probot";
 import type { RunStore } from "../../ports/run-store.js";
 import type { Logger } from "../../ports/step-executor.js";
@@ -17,6 +23,8 @@ export interface IntakeOptions {
   logger: Logger;
   metrics: SluiceMetrics;
   clock: () => number;
+  /** The app's webhook secret (WEBHOOK_SECRET): deliveries are verified with it. */
+  secret: string;
   /** A delivery was recorded: the inbox should look. */
   recorded(): void;
 }
@@ -26,9 +34,10 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** Records every verified delivery; counts and logs what Probot rejected. */
+/** Records every verified delivery; counts and logs what was rejected. */
 export function registerIntake(app: Probot, opts: IntakeOptions): void {
-  app.onAny(async (event) => {
+  const webhooks = new Webhooks({ secret: opts.secret });
+  webhooks.onAny(async (event) => {
     const id = String(event.id);
     const fresh = await opts.store.recordDelivery({ id, event: event.name, payload: event.payload, receivedAt: opts.clock() });
     opts.metrics.webhookDeliveries.inc({ event: event.name, outcome: fresh ? "accepted" : "duplicate" });
@@ -39,27 +48,29 @@ export function registerIntake(app: Probot, opts: IntakeOptions): void {
       opts.logger.info("redelivery acknowledged; it was recorded before and is not processed again", { delivery: id, event: event.name });
     }
   });
-  app.onError((error) => {
+  webhooks.onError((error) => {
     const errors = error instanceof AggregateError ? error.errors : [error];
     const event = (error as { event?: { id?: string; name?: string } }).event;
     for (const e of errors) {
       opts.logger.warn("webhook delivery failed", { delivery: event?.id ?? null, event: event?.name ?? null, error: errorText(e) });
     }
   });
-  observeRejections(app, opts);
+  observeRejections(app, webhooks, opts);
 }
 
+/** What the receiver logs itself: nothing (each refusal and failure is logged here, with what identifies it). */
+const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
 /**
- * Probot answers a delivery it refuses (no signature, a signature that does not verify, a
- * missing header) with 4xx; this logs each such answer with the delivery's id and event. It
- * wraps the middleware Probot's server mounts for the webhook path: the one place every
- * delivery passes, before and after verification.
+ * The receiver answers a delivery it refuses (no signature, a signature that does not verify, a
+ * missing header) with 4xx; this logs each such answer with the delivery's id and event. It is
+ * the middleware Probot's server mounts for the webhook path (Probot's server asks its app for
+ * it): the one place every delivery passes, before and after verification.
  */
-function observeRejections(app: Probot, opts: IntakeOptions): void {
-  const original = app.getNodeMiddleware.bind(app);
+function observeRejections(app: Probot, webhooks: Webhooks, opts: IntakeOptions): void {
   app.getNodeMiddleware = async (options) => {
-    const middleware = await original(options);
     const path = options?.path ?? app.webhookPath;
+    const middleware = createNodeMiddleware(webhooks, { path, log: silent });
     return (req: IncomingMessage, res: ServerResponse, next?: Function) => {
       const url = new URL(req.url ?? "/", "http://localhost").pathname.replace(/\/+$/, "");
       if (url === path.replace(/\/+$/, "") && req.method === "POST") {

@@ -3,12 +3,13 @@
  * `.github/sluice.yml` is validated, summarised in a `sluice / release` check run on its commit
  * (flows added, changed, removed; triggers; risk changes; one annotation per diagnostic), and
  * recorded as the repository's live release, which schedules and event triggers follow.
- * find (read the commit and the release before it) → build (pure) → write (check run, store).
+ * find (read the commit and the release before it) → build (pure) → write (the check run
+ * through the outbox, the release in the store).
  */
 import { CONFIG_PATH, FLOWS_DIR } from "../../ports/flow-source.js";
 import { GitHubFlowSource } from "../sources/github-flow-source.js";
 import { toAnnotations } from "./annotations.js";
-import { splitRepo, writeCheckRun, type GitHubDeps } from "./deps.js";
+import { splitRepo, type GitHubDeps } from "./deps.js";
 import { diffFlows, diffHeadline, renderDiff } from "./flow-diff.js";
 import { allDiagnostics, getLiveRelease, setLiveRelease, snapshotAt, type Snapshot } from "./snapshot.js";
 
@@ -51,11 +52,18 @@ function buildSummary(snapshot: Snapshot, previous: { sha: string } | undefined,
   return lines.join("\n");
 }
 
+/** Whether a push may release flows: to the default branch, touching flows or config. */
+export function isReleasePush(payload: any): boolean {
+  const repo = String(payload?.repository?.full_name ?? "");
+  const branch = String(payload?.repository?.default_branch ?? payload?.repository?.master_branch ?? "");
+  if (!repo || payload.ref !== `refs/heads/${branch}` || payload.deleted || payload.after === ZERO) return false;
+  return pushTouchesFlows(payload);
+}
+
 export async function handlePush(deps: GitHubDeps, payload: any): Promise<void> {
-  const repo = String(payload.repository?.full_name ?? "");
-  const branch = String(payload.repository?.default_branch ?? payload.repository?.master_branch ?? "");
-  if (!repo || payload.ref !== `refs/heads/${branch}` || payload.deleted || payload.after === ZERO) return;
-  if (!pushTouchesFlows(payload)) return;
+  if (!isReleasePush(payload)) return;
+  const repo = String(payload.repository.full_name);
+  const branch = String(payload.repository.default_branch ?? payload.repository.master_branch);
   const after = String(payload.after);
   const now = deps.runtime.now();
   const api = await deps.installations.api(repo, payload.installation?.id);
@@ -77,14 +85,21 @@ export async function handlePush(deps: GitHubDeps, payload: any): Promise<void> 
   const released = snapshot.configValid;
   const diags = allDiagnostics(snapshot);
   const invalid = snapshot.flows.filter((f) => !f.flow).length;
-  await writeCheckRun(api, repo, {
-    name: RELEASE_CHECK,
-    headSha: after,
-    conclusion: released && invalid === 0 ? "success" : "failure",
-    title: released ? `Released: ${diffHeadline(diff)}${invalid ? `; ${invalid} invalid` : ""}` : `Not released: ${CONFIG_PATH} is invalid`,
-    summary: buildSummary(snapshot, recorded, renderDiff(diff, { showUnchanged: true }), released, branch),
-    annotations: toAnnotations(diags, CONFIG_PATH),
-  });
+  await deps.outbox.enqueue(
+    {
+      kind: "check_run",
+      repo,
+      check: {
+        name: RELEASE_CHECK,
+        headSha: after,
+        conclusion: released && invalid === 0 ? "success" : "failure",
+        title: released ? `Released: ${diffHeadline(diff)}${invalid ? `; ${invalid} invalid` : ""}` : `Not released: ${CONFIG_PATH} is invalid`,
+        summary: buildSummary(snapshot, recorded, renderDiff(diff, { showUnchanged: true }), released, branch),
+        annotations: toAnnotations(diags, CONFIG_PATH),
+      },
+    },
+    { priority: "gate", lane: `${repo.toLowerCase()}@release` },
+  );
   if (released) {
     await setLiveRelease(deps.store, repo, { sha: after, ref: branch, at: now, ...(recorded ? { previous: recorded.sha } : {}) }, now);
     deps.logger.info("release recorded", { repo, sha: after, flows: snapshot.flows.length });

@@ -10,10 +10,13 @@
  * on where the last one stopped.
  *
  * Updates are coalesced: a run reported less than `minIntervalMs` ago waits until then, unless
- * it just reached a wait (a gate, a callback) or ended. Rate limits (403/429 with Retry-After or
- * an exhausted quota) set `not_before` on the run and hold the owner's other runs in this
- * process; other failures back off exponentially. Nothing is dropped: the outbox row only moves
- * forward once GitHub accepted the update.
+ * it just reached a wait (a gate, a callback) or ended; a run is first reported `minIntervalMs`
+ * after it was created (at once when it waits or ended by then), so a quick run's check run is
+ * created once, already final. Every call goes through the installation's write budget
+ * (budget.ts) at a priority: a run that reached a gate or ended first, progress after. A call
+ * the budget cannot make soon (GitHub asked to hold, the window is spent), and a rate limit,
+ * set `not_before` on the run; other failures back off exponentially. Nothing is dropped: the
+ * outbox row only moves forward once GitHub accepted the update.
  */
 import { randomUUID } from "node:crypto";
 import { runView, type RunView } from "../../app/run-view.js";
@@ -24,7 +27,10 @@ import type { GitHubApi, Logger } from "../../ports/step-executor.js";
 import { signedRunLinks, type LinkSigner } from "../server/auth.js";
 import { metrics as defaultMetrics, type SluiceMetrics } from "../server/metrics.js";
 import { githubError } from "../steps/github-errors.js";
+import { WRITE_PRIORITIES, type WritePriority } from "./budget.js";
 import { buildCheckRun, effectiveStatus, extrasOf, waitKey, type CheckRunBody } from "./check-run-summary.js";
+import { prioritized } from "./client.js";
+import { findCheckRun } from "./outbox.js";
 
 export interface ReporterOptions {
   store: RunStore;
@@ -44,6 +50,8 @@ export interface ReporterOptions {
   minIntervalMs?: number;
   /** Runs updated per flush at most. Default 20. */
   batch?: number;
+  /** Runs updated at once within a flush. Default 4. */
+  parallel?: number;
   /** How often the loop looks at the store when nothing notifies it (runs of other processes). Default 1000. */
   pollMs?: number;
   metrics?: SluiceMetrics;
@@ -111,17 +119,26 @@ interface Candidate {
   data: ReportData;
 }
 
+/** A run due for an update, loaded, with the priority of its update. */
+interface Due {
+  c: Candidate;
+  gh: GitHubApi;
+  view: RunView;
+  seq: number;
+  body: CheckRunBody;
+  priority: WritePriority;
+}
+
 export function createReporter(opts: ReporterOptions): Reporter {
   const { store, logger } = opts;
   const clock = opts.clock ?? Date.now;
   const minInterval = opts.minIntervalMs ?? 2_000;
   const batch = opts.batch ?? 20;
+  const parallel = opts.parallel ?? 4;
   const pollMs = opts.pollMs ?? 1_000;
   const m = opts.metrics ?? defaultMetrics;
   const owner = opts.owner ?? `reporter-${randomUUID()}`;
   const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
-  /** Owners whose installation hit a rate limit, held in this process until then. */
-  const held = new Map<string, number>();
   let nextDue = Number.POSITIVE_INFINITY;
   let dirty = false;
   let wake: (() => void) | undefined;
@@ -134,19 +151,24 @@ export function createReporter(opts: ReporterOptions): Reporter {
       m.checkRunCalls.inc({ method, outcome: "ok" });
       return out;
     } catch (e) {
+      // The budget refused before anything was sent: not a call.
+      if ((e as { code?: unknown })?.code === "GITHUB_RATE_LIMITED") {
+        data.calls -= 1;
+        throw e;
+      }
       const s = statusOf(e);
       m.checkRunCalls.inc({ method, outcome: s === 429 || s === 403 ? "rate_limited" : "error" });
       throw e;
     }
   }
 
-  /** A check run this reporter may have created before a crash: the latest one on the SHA with our name and external id. */
-  async function find(gh: GitHubApi, where: { owner: string; repo: string }, body: CheckRunBody, data: ReportData): Promise<number | undefined> {
-    const res = await call("find", data, () =>
-      gh.request("GET /repos/{owner}/{repo}/commits/{ref}/check-runs", { ...where, ref: body.head_sha, check_name: body.name, filter: "all", per_page: 100 }),
-    );
-    const runs = (res.data?.check_runs ?? []) as { id: number; external_id?: string | null }[];
-    return runs.find((r) => r.external_id === body.external_id)?.id;
+  /**
+   * A check run this reporter may have created before a crash: the one on the SHA with our name
+   * and external id, looked for through every page of the commit's check runs of that name.
+   */
+  async function find(gh: GitHubApi, repo: string, body: CheckRunBody, data: ReportData): Promise<number | undefined> {
+    const counted: GitHubApi = { request: (route, params) => call("find", data, () => gh.request(route, params)) };
+    return findCheckRun(counted, repo, body.head_sha, body.name, body.external_id);
   }
 
   async function load(runId: string): Promise<{ view: RunView; seq: number; body: CheckRunBody } | undefined> {
@@ -179,7 +201,7 @@ export function createReporter(opts: ReporterOptions): Reporter {
         id = undefined;
       }
     } else if (data.creating) {
-      id = await find(gh, where, body, data);
+      id = await find(gh, c.repo, body, data);
       if (id !== undefined) {
         const { name: _name, head_sha: _sha, ...patch } = body;
         await call("update", data, () => gh.request("PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}", { ...where, check_run_id: id, ...patch }));
@@ -188,11 +210,19 @@ export function createReporter(opts: ReporterOptions): Reporter {
     if (id === undefined) {
       // Record the attempt first: if the process dies after GitHub created the check run, the
       // next attempt finds it instead of creating a second one.
-      if (!data.creating) {
+      const first = !data.creating;
+      if (first) {
         data.creating = true;
         await store.markReported(c.runId, c.reportedSeq, { ...data }, { keepLease: true });
       }
-      const res = await call("create", data, () => gh.request("POST /repos/{owner}/{repo}/check-runs", { ...where, ...body }));
+      let res: Awaited<ReturnType<GitHubApi["request"]>>;
+      try {
+        res = await call("create", data, () => gh.request("POST /repos/{owner}/{repo}/check-runs", { ...where, ...body }));
+      } catch (e) {
+        // The budget refused before anything was sent: there is nothing to look for next time.
+        if (first && (e as { code?: unknown })?.code === "GITHUB_RATE_LIMITED") delete data.creating;
+        throw e;
+      }
       id = Number(res.data?.id);
       if (!Number.isSafeInteger(id)) throw new Error("GitHub answered the check-run create without an id");
     }
@@ -212,9 +242,7 @@ export function createReporter(opts: ReporterOptions): Reporter {
     if (err instanceof RetryAfterError) {
       const until = now + Math.max(1_000, err.retryAfterMs);
       data.not_before = until;
-      const account = c.repo.split("/")[0] ?? c.repo;
-      held.set(account, Math.max(held.get(account) ?? 0, until));
-      logger.warn("GitHub rate limit on check runs; backing off", { run: c.runId, repo: c.repo, retryInMs: until - now });
+      logger.warn("GitHub rate limit on check runs (or the budget holds them); backing off", { run: c.runId, repo: c.repo, retryInMs: until - now, error: err.message });
     } else {
       data.failures = (c.data.failures ?? 0) + 1;
       const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(20, data.failures - 1));
@@ -225,47 +253,54 @@ export function createReporter(opts: ReporterOptions): Reporter {
     await store.markReported(c.runId, c.reportedSeq, data);
   }
 
-  async function handle(c: Candidate, now: number): Promise<boolean> {
+  /**
+   * Whether a run is due for an update now, and at which priority; undefined when it is not
+   * (coalesced, or backing off), "reported" when it needed no call.
+   */
+  async function prepare(c: Candidate, now: number): Promise<Due | "reported" | undefined> {
     const data = c.data;
     if (data.not_before !== undefined && data.not_before > now) {
       nextDue = Math.min(nextDue, data.not_before);
-      return false;
-    }
-    const account = c.repo.split("/")[0] ?? c.repo;
-    const hold = held.get(account);
-    if (hold !== undefined && hold > now) {
-      nextDue = Math.min(nextDue, hold);
-      return false;
+      return undefined;
     }
     let gh: GitHubApi | undefined;
     try {
       gh = await opts.githubFor(c.repo);
     } catch (e) {
       await failed(c, e, now);
-      return false;
+      return undefined;
     }
     if (!gh) {
       await store.markReported(c.runId, c.seq, { ...data, skipped: `no GitHub installation for ${c.repo}` } satisfies ReportData);
-      return true;
+      return "reported";
     }
     const loaded = await load(c.runId);
-    if (!loaded) return false;
+    if (!loaded) return undefined;
     const status = effectiveStatus(loaded.view);
     const key = waitKey(loaded.view);
     const urgent =
-      data.reported_at === undefined ||
       (isTerminal(status) && data.status !== status) ||
       (status === "waiting" && (data.status !== "waiting" || data.wait_key !== key)) ||
       (data.status !== undefined && isTerminal(data.status) && !isTerminal(status));
-    if (!urgent && now - (data.reported_at ?? 0) < minInterval) {
-      nextDue = Math.min(nextDue, (data.reported_at ?? 0) + minInterval);
-      return false;
+    if (!urgent) {
+      // Progress: once per interval, the first one an interval after the run was created.
+      const since = data.reported_at ?? Date.parse(loaded.view.created_at);
+      if (now - since < minInterval) {
+        nextDue = Math.min(nextDue, since + minInterval);
+        return undefined;
+      }
     }
+    return { c, gh, view: loaded.view, seq: loaded.seq, body: loaded.body, priority: urgent ? "gate" : "progress" };
+  }
+
+  async function report(d: Due, now: number): Promise<boolean> {
+    // A claim lasts leaseMs: the budget's wait must end well before it lapses.
+    const gh = prioritized(d.gh, d.priority, { maxWaitMs: leaseMs / 4 });
     try {
-      await upsert(c, gh, loaded.view, loaded.body, loaded.seq, now);
+      await upsert(d.c, gh, d.view, d.body, d.seq, now);
       return true;
     } catch (e) {
-      await failed(c, e, now);
+      await failed(d.c, e, now);
       return false;
     }
   }
@@ -273,35 +308,56 @@ export function createReporter(opts: ReporterOptions): Reporter {
   async function flush(): Promise<number> {
     const now = clock();
     nextDue = Number.POSITIVE_INFINITY;
-    for (const [account, until] of held) if (until <= now) held.delete(account);
     // Ask for more than a batch: runs held back by coalescing or a backoff must not starve the rest.
     const rows = await store.claimUnreported(owner, now, leaseMs, Math.max(100, batch * 5));
-    let done = 0;
+    const reported = new Set<string>();
+    const due: Due[] = [];
     for (const row of rows) {
-      let reported = false;
-      // Past a batch, or half the lease, the rest is left to the next flush (or another process).
-      if (done >= batch || clock() - now >= leaseMs / 2) {
+      if (clock() - now >= leaseMs / 4) {
         nextDue = now;
-      } else {
-        const c: Candidate = { runId: row.runId, repo: row.repo, seq: row.seq, reportedSeq: row.reportedSeq, data: dataOf(row.report) };
+        break;
+      }
+      const c: Candidate = { runId: row.runId, repo: row.repo, seq: row.seq, reportedSeq: row.reportedSeq, data: dataOf(row.report) };
+      try {
+        const d = await prepare(c, now);
+        if (d === "reported") reported.add(c.runId);
+        else if (d) due.push(d);
+      } catch (e) {
+        logger.error("reporting a run failed", { run: c.runId, error: e instanceof Error ? e.message : String(e) });
+        nextDue = Math.min(nextDue, now + BACKOFF_BASE_MS);
+      }
+    }
+    // Gates and conclusions first; past a batch, the rest waits for the next flush.
+    const order = due.map((d, i) => ({ d, i })).sort((a, b) => WRITE_PRIORITIES.indexOf(a.d.priority) - WRITE_PRIORITIES.indexOf(b.d.priority) || a.i - b.i);
+    const todo = order.slice(0, batch).map((x) => x.d);
+    if (order.length > batch) nextDue = now;
+    let next = 0;
+    const worker = async () => {
+      for (let d = todo[next++]; d; d = todo[next++]) {
+        // Past half the lease, the rest is left to the next flush (or another process).
+        if (clock() - now >= leaseMs / 2) {
+          nextDue = now;
+          return;
+        }
         try {
-          reported = await handle(c, now);
-          if (reported) done++;
+          if (await report(d, now)) reported.add(d.c.runId);
         } catch (e) {
-          logger.error("reporting a run failed", { run: c.runId, error: e instanceof Error ? e.message : String(e) });
+          logger.error("reporting a run failed", { run: d.c.runId, error: e instanceof Error ? e.message : String(e) });
           nextDue = Math.min(nextDue, now + BACKOFF_BASE_MS);
         }
       }
-      // A run reported had its lease freed by markReported; any other is released for whoever comes next.
-      if (!reported) {
-        try {
-          await store.releaseReport(row.runId, owner);
-        } catch (e) {
-          logger.warn("releasing a run's report lease failed", { run: row.runId, error: e instanceof Error ? e.message : String(e) });
-        }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, parallel) }, worker));
+    // A run reported had its lease freed by markReported; any other is released for whoever comes next.
+    for (const row of rows) {
+      if (reported.has(row.runId)) continue;
+      try {
+        await store.releaseReport(row.runId, owner);
+      } catch (e) {
+        logger.warn("releasing a run's report lease failed", { run: row.runId, error: e instanceof Error ? e.message : String(e) });
       }
     }
-    return done;
+    return reported.size;
   }
 
   function flushOnce(): Promise<number> {

@@ -97,13 +97,29 @@ export function releaseSnapshotAt(source: SizedFlowSource, sha: string): Promise
   return releaseSnapshots.get(`release:${source.repo}@${sha}`, () => snapshotAt(source, sha));
 }
 
+export interface LiveSnapshotOptions {
+  /** The default branch as the webhook's payload names it (`repository.default_branch`): not read again. */
+  defaultBranch?: string;
+  /** What one delivery's stages share: the live release is looked up once per delivery. */
+  memo?: Map<string, Promise<unknown>>;
+}
+
 /**
  * The live release of a repository and its snapshot: the recorded release, else the head of
  * the default branch (a repository whose flows came before the app was installed).
  */
-export async function liveSnapshot(store: RunStore, source: SizedFlowSource, now: number): Promise<{ release: Release; snapshot: Snapshot }> {
+export function liveSnapshot(store: RunStore, source: SizedFlowSource, now: number, opts: LiveSnapshotOptions = {}): Promise<{ release: Release; snapshot: Snapshot }> {
+  const key = `live:${source.repo.toLowerCase()}`;
+  const hit = opts.memo?.get(key);
+  if (hit) return hit as Promise<{ release: Release; snapshot: Snapshot }>;
+  const p = readLiveSnapshot(store, source, now, opts.defaultBranch);
+  opts.memo?.set(key, p);
+  return p;
+}
+
+async function readLiveSnapshot(store: RunStore, source: SizedFlowSource, now: number, defaultBranch: string | undefined): Promise<{ release: Release; snapshot: Snapshot }> {
   const recorded = await getLiveRelease(store, source.repo, now);
-  const ref = recorded?.ref ?? (await source.defaultBranch());
+  const ref = recorded?.ref ?? defaultBranch ?? (await source.defaultBranch());
   const sha = recorded?.sha ?? (await source.resolve(ref));
   const snapshot = await releaseSnapshotAt(source, sha);
   if (!snapshot.configValid) {

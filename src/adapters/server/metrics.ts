@@ -22,6 +22,17 @@ export interface SluiceMetrics {
   checkRunCalls: Counter<"method" | "outcome">;
   /** `sluice_callbacks_total{outcome}`: POST /callbacks/<token> answers (completed | duplicate | not_found | invalid | too_large | refused). */
   callbacks: Counter<"outcome">;
+  /**
+   * `sluice_github_requests_total{kind,outcome}`: requests to GitHub's API as the app's installations
+   * (kind read | write | create, create being content-creating; outcome ok | not_modified | rate_limited | error).
+   */
+  githubRequests: Counter<"kind" | "outcome">;
+  /** `sluice_github_writes_skipped_total{priority}`: acknowledgements not sent because the write budget was under pressure. */
+  githubWritesSkipped: Counter<"priority">;
+  /** `sluice_github_holds_total`: holds GitHub asked for (a 403/429 rate limit, an exhausted quota) that this process obeyed. */
+  githubHolds: Counter;
+  /** `sluice_github_outbox_total{kind,outcome}`: writes of the GitHub outbox (replies, reactions, check runs, sticky comments) by outcome (sent | skipped | retried | dropped). */
+  githubOutbox: Counter<"kind" | "outcome">;
 }
 
 export const ACTIVE_STATUSES = ["queued", "running", "waiting"] as const;
@@ -52,6 +63,25 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): SluiceMe
       registers: [registry],
     }),
     callbacks: new Counter({ name: "sluice_callbacks_total", help: "Callback requests answered, by outcome.", labelNames: ["outcome"], registers: [registry] }),
+    githubRequests: new Counter({
+      name: "sluice_github_requests_total",
+      help: "Requests to GitHub's API as the app's installations, by kind (read, write, create: content-creating) and outcome.",
+      labelNames: ["kind", "outcome"],
+      registers: [registry],
+    }),
+    githubWritesSkipped: new Counter({
+      name: "sluice_github_writes_skipped_total",
+      help: "Acknowledgements (reactions, the link to a run started from an issue) not sent because GitHub's write budget was under pressure.",
+      labelNames: ["priority"],
+      registers: [registry],
+    }),
+    githubHolds: new Counter({ name: "sluice_github_holds_total", help: "Holds GitHub asked for (403/429 rate limits, an exhausted quota), obeyed by every writer.", registers: [registry] }),
+    githubOutbox: new Counter({
+      name: "sluice_github_outbox_total",
+      help: "Writes of the GitHub outbox (replies, reactions, check runs, sticky comments), by kind and outcome (sent, skipped, retried, dropped).",
+      labelNames: ["kind", "outcome"],
+      registers: [registry],
+    }),
   };
 }
 

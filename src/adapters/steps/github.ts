@@ -8,8 +8,13 @@
  * idempotent: a retry finds the branch already holding the files (no new commit) and the pull
  * request already open (returned as is). `merge_pull_request` of a pull request that is already
  * merged answers with its merge commit; with `sha` (the engine passes the head an approval
- * covered) GitHub merges that head only. Errors: a 4xx is non-retriable with GitHub's message,
- * a rate limit (429, or 403 with a rate-limit answer) waits and retries, a 5xx retries.
+ * covered) GitHub merges that head only.
+ *
+ * On the server `ctx.github` spends the installation's write budget, shared by every process
+ * (src/adapters/github/budget.ts): a request waits (as long as the step may run) for a token
+ * and for any hold GitHub asked for, and one refused by a rate limit is sent again once the
+ * hold has passed. Errors that still come through: a 4xx is non-retriable with GitHub's
+ * message, a rate limit (429, or 403 with a rate-limit answer) waits and retries, a 5xx retries.
  */
 import { assertNever, NonRetriableError, type SluiceError } from "../../core/errors.js";
 import type { GitHubApi, StepContext, StepExecutor, StepResult } from "../../ports/step-executor.js";

@@ -3,7 +3,9 @@
  * run's own by default), once per run and step (a hidden marker in the comment, trusted only in
  * comments Sluice itself wrote); `webhook {connection, text | body}` POSTs JSON to a webhook whose URL is
  * the connection's secret (Slack-compatible `{text}`, or the given body), with the attempt's
- * Idempotency-Key so that a receiver that deduplicates sees one message. Output `id`.
+ * Idempotency-Key so that a receiver that deduplicates sees one message. Output `id`. On the
+ * server, the comment spends the installation's GitHub write budget like every other write
+ * (it waits for a token or a hold GitHub asked for; see src/adapters/github/budget.ts).
  */
 import { sameLogin } from "../../core/engine/gates.js";
 import { NonRetriableError, RetryAfterError, SluiceError } from "../../core/errors.js";

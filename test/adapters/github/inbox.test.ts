@@ -9,6 +9,7 @@ import { setLiveRelease } from "../../../src/adapters/github/snapshot.js";
 import { openSqliteRunStore } from "../../../src/adapters/store/sqlite/sqlite-run-store.js";
 import { validateFlow } from "../../../src/core/flow/validate.js";
 import type { Delivery, RunStore } from "../../../src/ports/run-store.js";
+import { RetryAfterError } from "../../../src/core/errors.js";
 
 const quiet = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 const dir = mkdtempSync(join(tmpdir(), "sluice-inbox-"));
@@ -59,6 +60,30 @@ describe("inbox", () => {
       await inbox.processOnce();
       now += 24 * 3_600_000;
     }
+    expect(calls).toBe(2);
+  });
+
+  it("a delivery that fails while GitHub holds the app is tried again after the hold, even past its last attempt", async () => {
+    let now = 2_500_000;
+    let calls = 0;
+    const holdUntil = now + 3 * 3_600_000;
+    const inbox = createInbox({
+      store,
+      logger: quiet,
+      owner: "w1",
+      clock: () => now,
+      maxAttempts: 1,
+      holdOf: async () => (now < holdUntil ? holdUntil : undefined),
+      handle: async () => {
+        if (++calls === 1) throw new RetryAfterError("GITHUB_RATE_LIMITED", "GitHub's budget lets no request through", holdUntil - now);
+      },
+    });
+    await store.recordDelivery({ id: "held", event: "push", payload: {}, receivedAt: now });
+    expect(await inbox.processOnce()).toBe(1);
+    now = holdUntil - 1;
+    expect(await inbox.processOnce()).toBe(0); // not before the hold ends
+    now = holdUntil;
+    expect(await inbox.processOnce()).toBe(1);
     expect(calls).toBe(2);
   });
 

@@ -6,6 +6,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createBudget } from "../../../src/adapters/github/budget.js";
+import { budgetedClient } from "../../../src/adapters/github/client.js";
 import { createReporter, type ReportData, type Reporter } from "../../../src/adapters/github/reporter.js";
 import { defaultExecutors } from "../../../src/adapters/steps/index.js";
 import { FileResourceStore } from "../../../src/adapters/store/file-resource-store.js";
@@ -265,6 +267,39 @@ describe("durability", () => {
     expect(((await w.store.getReport(id))!.report as ReportData).check_run_id).toBe(checkRunsOf(id)[0]!.id);
   });
 
+  it("after an uncertain create, finds its check run past the first page of the commit's check runs of that name", async () => {
+    const w = world();
+    const id = await startRun(w, gatedFlow(4, "paged"));
+    await w.runtime.advance(id);
+    let refused = 0;
+    const dying = new Proxy(w.store, {
+      get(target, prop, receiver) {
+        if (prop === "markReported") {
+          return async (runId: string, seq: number, report: ReportData) => {
+            if (report.check_run_id !== undefined && refused++ === 0) throw new Error("the process died");
+            return target.markReported(runId, seq, report);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    await reporterFor(w, dying).flushOnce();
+    expect(checkRunsOf(id)).toHaveLength(1);
+    // Meanwhile 120 other runs of the same flow at the same release got their check runs: ours
+    // is no longer on the first page (newest first, 100 a page).
+    const octokit = gh.octokit();
+    for (let i = 0; i < 120; i++) {
+      await octokit.request("POST /repos/{owner}/{repo}/check-runs", { owner: "acme", repo: "widgets", name: "sluice: paged", head_sha: sha, external_id: `other-${i}` });
+    }
+    w.now.t += 5_000;
+    const from = gh.sim.requests.length;
+    await reporterFor(w).flushOnce();
+    expect(checkRunCalls(from).map((c) => c.method)).toEqual(["GET", "GET", "PATCH"]);
+    expect(checkRunsOf(id)).toHaveLength(1);
+    expect(((await w.store.getReport(id))!.report as ReportData).check_run_id).toBe(checkRunsOf(id)[0]!.id);
+  });
+
   it("a run of a repository with no GitHub installation is marked reported without a call", async () => {
     const w = world();
     const id = await startRun(w, gatedFlow(2, "local"), "local/checkout");
@@ -343,6 +378,28 @@ describe("rate limits and failures", () => {
     // The failed creates left nothing behind: one check run, found or created once.
     expect(checkRunsOf(id)).toHaveLength(1);
     expect(((await w.store.getReport(id))!.report as ReportData).failures).toBeUndefined();
+  });
+
+  it("a check run the write budget held back is created once it may be, with no lookup first (nothing was sent)", async () => {
+    const w = world();
+    const budget = createBudget({ store: w.store, pollMs: 20 });
+    const api = budgetedClient({ octokit: gh.octokit(), budget, installation: "held" });
+    const reporter = createReporter({ store: w.store, githubFor: () => api, publicUrl: PUBLIC_URL, logger: w.logger, clock: () => w.now.t, leaseMs: 400 });
+    const id = await startRun(w, gatedFlow(2, "budgeted"));
+    await w.runtime.advance(id);
+    // Another process was told to hold: longer than the reporter may wait.
+    (await budget.acquire("held", { create: false, priority: "gate" })).release({ holdUntil: Date.now() + 500 });
+    const from = gh.sim.requests.length;
+    expect(await reporter.flushOnce()).toBe(0);
+    expect(gh.sim.requests.length).toBe(from);
+    const held = (await w.store.getReport(id))!.report as ReportData;
+    expect(held.creating).toBeUndefined();
+    expect(held.not_before).toBeGreaterThan(w.now.t);
+    await new Promise((r) => setTimeout(r, 600));
+    w.now.t = held.not_before!;
+    expect(await reporter.flushOnce()).toBe(1);
+    expect(checkRunCalls(from).map((c) => c.method)).toEqual(["POST"]);
+    budget.close();
   });
 
   it("a check run deleted on GitHub's side is created again", async () => {

@@ -1,20 +1,46 @@
 /**
- * A throwaway PostgreSQL server for tests: `initdb` into a fresh temp dir, `pg_ctl start` on a
- * free loopback port, a database `sluice_test`. Each test file starts its own and stops it in
- * afterAll. Runs the server as the `postgres` OS user when the tests run as root (PostgreSQL
- * refuses to run as root), else as the current user.
+ * A throwaway PostgreSQL server for tests and benchmarks: `initdb` into a fresh temp dir,
+ * `pg_ctl start` on a free loopback port, a database `sluice_test`. Each test file starts its own
+ * and stops it in afterAll. Runs the server as the `postgres` OS user when the tests run as root
+ * (PostgreSQL refuses to run as root), else as the current user.
+ *
+ * Tests get a fast server (no fsync: nothing here needs to survive a power loss); benchmarks ask
+ * for a `durable` one, configured as a production server commits. `restart()` stops the server
+ * (fast: sessions are terminated, as a restart for maintenance does; immediate: as a crash) and
+ * starts it again on the same port with the same data, for the tests of database failures.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { freePort } from "./net.js";
+
+export interface PostgresOptions {
+  /** fsync, synchronous_commit and full_page_writes on, as in production (default off: tests). */
+  durable?: boolean;
+  /** max_connections (default 50). */
+  maxConnections?: number;
+  /** More server settings (`-c name=value`), e.g. `shared_preload_libraries`. */
+  settings?: Record<string, string>;
+}
+
+export interface RestartOptions {
+  /** `fast` terminates sessions and shuts down cleanly; `immediate` stops like a crash (recovery on start). Default `fast`. */
+  mode?: "fast" | "immediate";
+  /** How long the server stays down before it starts again. Default 0. */
+  downMs?: number;
+}
 
 export interface TestPostgres {
   /** `postgres://postgres@127.0.0.1:<port>/sluice_test` */
   url: string;
   port: number;
+  /** The server's log so far (its last `bytes`), for a test that fails. */
+  log(bytes?: number): string;
+  /** Stops the server and starts it again on the same port with the same data; resolves once it accepts connections. */
+  restart(opts?: RestartOptions): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -58,18 +84,19 @@ function run(bin: string, args: string[], as: RunAs, what: string): void {
   }
 }
 
-export async function startPostgres(): Promise<TestPostgres> {
+export async function startPostgres(opts: PostgresOptions = {}): Promise<TestPostgres> {
   const bin = postgresBinDir();
   const as = runAsPostgres();
   const root = mkdtempSync(join(tmpdir(), "sluice-pg-"));
   if (as.uid !== undefined && as.gid !== undefined) chownSync(root, as.uid, as.gid);
   const data = join(root, "data");
   const logFile = join(root, "server.log");
+  const readLog = (bytes = 2000): string => (existsSync(logFile) ? readFileSync(logFile, "utf8").slice(-bytes) : "");
 
   try {
     run(
       join(bin, "initdb"),
-      ["-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"],
+      ["-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-instructions", ...(opts.durable ? [] : ["--no-sync"])],
       as,
       "initdb",
     );
@@ -78,32 +105,37 @@ export async function startPostgres(): Promise<TestPostgres> {
     throw err;
   }
 
+  const settings = (port: number): string =>
+    [
+      `-p ${port}`,
+      `-k ${root}`,
+      "-c listen_addresses=127.0.0.1",
+      ...(opts.durable ? [] : ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]),
+      `-c shared_buffers=${opts.durable ? "128MB" : "16MB"}`,
+      `-c max_connections=${opts.maxConnections ?? 50}`,
+      ...Object.entries(opts.settings ?? {}).map(([k, v]) => `-c ${k}=${v}`),
+    ].join(" ");
+  const pgStart = (port: number): void => run(join(bin, "pg_ctl"), ["-D", data, "-l", logFile, "-w", "-t", "60", "-o", settings(port), "start"], as, "pg_ctl start");
+  const pgStop = (mode: "fast" | "immediate"): void => {
+    spawnSync(join(bin, "pg_ctl"), ["-D", data, "-m", mode, "-w", "-t", "60", "stop"], { ...as });
+  };
+
   let port = 0;
   let started = false;
   let lastError: unknown;
   // A free port can be taken between probing and binding: try a few.
   for (let i = 0; i < 5 && !started; i++) {
     port = await freePort();
-    const opts = [
-      `-p ${port}`,
-      `-k ${root}`,
-      "-c listen_addresses=127.0.0.1",
-      "-c fsync=off",
-      "-c synchronous_commit=off",
-      "-c full_page_writes=off",
-      "-c shared_buffers=16MB",
-      "-c max_connections=50",
-    ].join(" ");
     try {
-      run(join(bin, "pg_ctl"), ["-D", data, "-l", logFile, "-w", "-t", "60", "-o", opts, "start"], as, "pg_ctl start");
+      pgStart(port);
       started = true;
     } catch (err) {
       lastError = err;
-      spawnSync(join(bin, "pg_ctl"), ["-D", data, "-m", "immediate", "-w", "stop"], { ...as });
+      pgStop("immediate");
     }
   }
   if (!started) {
-    const log = existsSync(logFile) ? readFileSync(logFile, "utf8").slice(-2000) : "";
+    const log = readLog();
     rmSync(root, { recursive: true, force: true });
     throw new Error(`PostgreSQL did not start: ${String(lastError)}\n${log}`);
   }
@@ -112,7 +144,7 @@ export async function startPostgres(): Promise<TestPostgres> {
   const stopSync = (): void => {
     if (stopped) return;
     stopped = true;
-    spawnSync(join(bin, "pg_ctl"), ["-D", data, "-m", "fast", "-w", "-t", "60", "stop"], { ...as });
+    pgStop("fast");
     rmSync(root, { recursive: true, force: true });
   };
   // If the test process exits without calling stop(), do not leave a server behind.
@@ -136,6 +168,25 @@ export async function startPostgres(): Promise<TestPostgres> {
   return {
     url: `postgres://postgres@127.0.0.1:${port}/sluice_test`,
     port,
+    log: readLog,
+    async restart(r = {}) {
+      if (stopped) throw new Error("the PostgreSQL server was stopped; it cannot be restarted");
+      pgStop(r.mode ?? "fast");
+      if (r.downMs) await sleep(r.downMs);
+      // Same port: the clients reconnect to the address they know. Something else could take the
+      // port meanwhile (unlikely on loopback); then the restart fails loudly rather than moving.
+      let error: unknown;
+      for (let i = 0; i < 20; i++) {
+        try {
+          pgStart(port);
+          return;
+        } catch (err) {
+          error = err;
+          await sleep(250);
+        }
+      }
+      throw new Error(`PostgreSQL did not start again on port ${port}: ${String(error)}\n${readLog()}`);
+    },
     async stop() {
       process.removeListener("exit", onExit);
       stopSync();

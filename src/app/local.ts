@@ -199,6 +199,8 @@ export async function openLocal(cwd: string, env: NodeJS.ProcessEnv, opts: { lon
           mode: "local",
           ...(env.SLUICE_LEASE_MS ? { leaseMs: Number(env.SLUICE_LEASE_MS) } : {}),
           publicUrl,
+          // Locally the worker serves callbacks, not run pages: a run carries no page URL.
+          runPages: false,
           github: (_repo, connection, names) => localGitHub(connection, names),
           readFile: (_repo, sha, path) => s.readFile(sha, path),
         });

@@ -52,8 +52,10 @@ export interface RuntimeOptions {
   leaseMs?: number;
   /** How many runs `work` advances at once (default 64). */
   concurrency?: number;
-  /** Base URL for callback URLs and run pages. */
+  /** Base URL for callback URLs and, unless `runPages` is false, run pages. */
   publicUrl?: string;
+  /** Whether something serves run pages at `publicUrl` (the server does; a local worker serves only callbacks). */
+  runPages?: boolean;
   /** GitHub API for a run's repository: the installation on the server, a connection locally. */
   github?: (repo: string, connection: (name: string) => ResolvedConnection, connectionNames: string[]) => GitHubApi | undefined;
   /** Reads a file at the run's pinned SHA (function steps' `file`). */
@@ -205,7 +207,7 @@ export class Runtime {
       repo: req.repo,
       ...createRedactor(this.opts.secrets.values())({ inputs: req.inputs, trigger: req.trigger }),
       callbacks: Object.fromEntries(tokens.map((c) => [c.step, `${base}/callbacks/${c.token}`])),
-      ...(this.opts.publicUrl ? { run_url: `${base}/runs/${id}` } : {}),
+      ...(this.opts.publicUrl && this.opts.runPages !== false ? { run_url: `${base}/runs/${id}` } : {}),
     };
     const group = req.flow.concurrency ? this.concurrencyGroup(req, id) : null;
     await this.store.createRun(

@@ -37,6 +37,9 @@ import type { RunStore } from "../ports/run-store.js";
 import type { GitHubApi, Logger } from "../ports/step-executor.js";
 import { isStoreUnavailable, Runtime } from "./runtime.js";
 
+/** `owner/name` as GitHub spells repositories (an owner never starts with `_`). */
+const GITHUB_REPO = /^[A-Za-z0-9][A-Za-z0-9-]{0,38}\/[A-Za-z0-9._-]{1,100}$/;
+
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 
 export interface ServerConfig {
@@ -201,6 +204,8 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
   });
 
   const githubFor = async (repo: string): Promise<GitHubApi | undefined> => {
+    // A run of no GitHub repository (a local run's `_local/<folder>`) has no check run: no call is made.
+    if (!GITHUB_REPO.test(repo)) return undefined;
     try {
       return await installations.client(repo);
     } catch (e) {

@@ -166,9 +166,11 @@ function applyEvent(state: RunState, e: JournalEvent): void {
     state.completed = undefined;
     state.cancelRequested = undefined;
     state.attempt += 1;
+    // The run's timeout counts again from the retry, and the steps it runs again show fresh times.
+    if (state.startedAt !== undefined) state.startedAt = e.at;
     for (const s of Object.values(state.steps)) {
       if (!s.settled || s.status === "failed") {
-        Object.assign(s, { status: "pending", settled: false, gate: undefined, gateApproved: undefined, passedGate: undefined, error: undefined, lastFailure: undefined, inFlight: undefined, until: undefined, waitKind: undefined, outputs: undefined });
+        Object.assign(s, { status: "pending", settled: false, gate: undefined, gateApproved: undefined, passedGate: undefined, error: undefined, lastFailure: undefined, inFlight: undefined, until: undefined, waitKind: undefined, outputs: undefined, startedAt: undefined, finishedAt: undefined });
       }
     }
     state.frontier = 0;

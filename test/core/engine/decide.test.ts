@@ -412,6 +412,22 @@ steps:
     expect(sim.state.attempt).toBe(2);
   });
 
+  it("a retried run's timeout counts from the retry, and the steps it runs again show fresh times", () => {
+    let sim = run([created(`
+on: { manual: {} }
+timeout: 1h
+steps:
+  - id: w
+    wait: { callback: {} }
+`)]);
+    sim = resume(sim, { at: T0 + 3600 * S });
+    expect(sim.turn).toEqual({ kind: "done", status: "timed_out" });
+    const retryAt = T0 + 5 * 3600 * S;
+    sim = resume(sim, { at: retryAt, signals: [{ type: "run_retry_requested", at: retryAt, by: "bob" }] });
+    expect(sim.turn).toEqual({ kind: "wait", status: "waiting", wakeAt: retryAt + 3600 * S });
+    expect(sim.state.steps.w).toMatchObject({ status: "waiting", startedAt: retryAt });
+  });
+
   it("concurrency: a busy group queues a run, or cancels it with cancel_new", () => {
     const flow = (mode: string) => created(`
 on: { manual: {} }

@@ -106,6 +106,10 @@ describe("validation the same everywhere", () => {
     const without = run(["validate", ".github/flows/post.yml", "--json"]);
     expect(without.code).toBe(1);
     expect(without.json.data.files[0].diagnostics[0].code).toBe("CONNECTION_UNKNOWN");
+    // The message names the config that was applied, wherever it is.
+    writeFileSync(join(repo.dir, "elsewhere/sluice.yml"), "connections: {}\n");
+    const named = sluice(join(repo.dir, "elsewhere"), ["validate", "sluice.yml", "post.yml", "--json"], env);
+    expect(named.json.data.files.find((f: { kind: string }) => f.kind === "flow").diagnostics[0].message).toMatch(/is not declared in sluice\.yml$/);
     repo.git("checkout", "--", ".github/sluice.yml");
   });
 

@@ -117,7 +117,7 @@ export function validatePaths(paths: string[], io: Io): { files: FileReport[]; s
     const text = readFileSync(abs, "utf8");
     const file = display(abs);
     sources.set(file, text);
-    const v = validateFlow(text, { file, ...(config ? { config } : {}) });
+    const v = validateFlow(text, { file, ...(config ? { config } : {}), ...(used?.file ? { configFile: used.file } : {}) });
     const diagnostics = [...v.diagnostics];
     if (v.flow) {
       const other = names.get(v.flow.name);

@@ -280,13 +280,13 @@ function stepConnection(kind: StepKind, params: unknown): { name: string; path: 
   return undefined;
 }
 
-function checkConnectionsAndPolicy(flow: Flow, config: Config, add: Add): void {
+function checkConnectionsAndPolicy(flow: Flow, config: Config, configFile: string, add: Add): void {
   flow.steps.forEach((step, i) => {
     const base = `/steps/${i}/${step.kind}`;
     const conn = stepConnection(step.kind, step.params);
     if (conn && !isExpression(conn.name)) {
       const declared = config.connections[conn.name];
-      if (!declared) add("CONNECTION_UNKNOWN", `connection '${conn.name}' is not declared in .github/sluice.yml`, `${base}/${conn.path}`);
+      if (!declared) add("CONNECTION_UNKNOWN", `connection '${conn.name}' is not declared in ${configFile}`, `${base}/${conn.path}`);
       else if (!conn.types.includes(declared.type)) {
         add(
           "CONNECTION_TYPE",
@@ -335,8 +335,8 @@ function normaliseFlow(raw: Record<string, unknown>, file: string | undefined): 
   return flow;
 }
 
-/** Validates one flow file's text. With a config, connections and deny rules are checked too. */
-export function validateFlow(text: string, opts: { file?: string; config?: Config } = {}): FlowValidation {
+/** With a config, connections and deny rules are checked too; `configFile` names it in messages (default `.github/sluice.yml`). */
+export function validateFlow(text: string, opts: { file?: string; config?: Config; configFile?: string } = {}): FlowValidation {
   const src = parseYamlSource(text, opts.file);
   const diagnostics = [...src.diagnostics];
   if (src.value === undefined) return { diagnostics };
@@ -362,7 +362,7 @@ export function validateFlow(text: string, opts: { file?: string; config?: Confi
 
   const flow = schemaOk ? normaliseFlow(raw, opts.file) : undefined;
   if (flow) checkCovers(flow, add);
-  if (flow && opts.config) checkConnectionsAndPolicy(flow, opts.config, add);
+  if (flow && opts.config) checkConnectionsAndPolicy(flow, opts.config, opts.configFile ?? ".github/sluice.yml", add);
   diagnostics.sort((a, b) => a.line - b.line || a.column - b.column);
   return diagnostics.some((d) => d.severity === "error") ? { diagnostics } : { ...(flow ? { flow } : {}), diagnostics };
 }

@@ -35,6 +35,14 @@ export function duration(ms: number | undefined): string {
 
 const pad = (n: number) => String(n).padStart(2, "0");
 
+/** Formatters are costly to make (a worker prints a line per step): one per time zone, kept. */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+function formatter(key: string, make: () => Intl.DateTimeFormat): Intl.DateTimeFormat {
+  let f = formatters.get(key);
+  if (!f) formatters.set(key, (f = make()));
+  return f;
+}
+
 /** A moment as the reader's local time: `2025-11-29 21:04:05 CET` (an ISO string or epoch ms). */
 export function localTime(at: string | number | null | undefined, timeZone?: string): string {
   if (at === null || at === undefined) return "none";
@@ -42,13 +50,13 @@ export function localTime(at: string | number | null | undefined, timeZone?: str
   if (Number.isNaN(d.getTime())) return String(at);
   if (timeZone) {
     const parts = Object.fromEntries(
-      new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "short" })
+      formatter(timeZone, () => new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "short" }))
         .formatToParts(d)
         .map((x) => [x.type, x.value]),
     );
     return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second} ${parts.timeZoneName}`;
   }
-  const zone = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" }).formatToParts(d).find((x) => x.type === "timeZoneName")?.value ?? "";
+  const zone = formatter("", () => new Intl.DateTimeFormat("en-US", { timeZoneName: "short" })).formatToParts(d).find((x) => x.type === "timeZoneName")?.value ?? "";
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}${zone ? ` ${zone}` : ""}`;
 }
 

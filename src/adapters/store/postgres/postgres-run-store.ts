@@ -998,12 +998,24 @@ export class PostgresRunStore implements RunStore {
   }
 }
 
+/**
+ * Raises a session's `synchronous_commit` from `off` to `local` (any other setting is kept): what
+ * the store commits is flushed before it is acknowledged unless a statement says otherwise (a
+ * run's non-durable appends), as on SQLite, whatever the server's default. Without it, on a server
+ * set to `off`, a crash of the database could undo a run's creation that a delivery already
+ * counted as done, and the retried "done" would then commit on the recovered database: the
+ * delivery processed, its run gone.
+ */
+const DURABLE_SESSION_SQL = "SELECT set_config('synchronous_commit', 'local', false) WHERE current_setting('synchronous_commit') = 'off'";
+
 /** A pool whose every client, idle or checked out, has its 'error' handled: a lost connection never crashes the process. */
 export function createPool(url: string, max: number, logger?: Logger): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 10_000, keepAlive: true });
   pool.on("error", (err) => logger?.debug("an idle database connection was lost", { error: err.message }));
   pool.on("connect", (client) => {
     client.on("error", (err) => logger?.debug("a database connection was lost", { error: err.message }));
+    // Queued before the client's first query; if the connection breaks here, that query fails too.
+    client.query(DURABLE_SESSION_SQL).catch(() => undefined);
   });
   return pool;
 }

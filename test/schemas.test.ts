@@ -232,7 +232,7 @@ describe("config schema covers SPEC §3", () => {
       ["postgres", "sqlite", "llm", "ssh", "webhook", "http", "github", "search"],
     );
     expect(keysOf(configSchema, at(configSchema, ["properties", "policy"]))).toEqual(
-      ["allow", "allow_self_approval", "approvers", "auto_approve", "deny", "drafts", "require_approval"],
+      ["allow", "allow_self_approval", "approvers", "auto_approve", "deny", "drafts", "notify", "require_approval"],
     );
     expect(keysOf(configSchema, at(configSchema, ["properties", "policy", "properties", "deny"]))).toEqual(["http", "ssh"]);
   });

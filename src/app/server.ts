@@ -8,29 +8,39 @@
  * and Sluice's routes through Probot 14's `addHandler`. State lives in PostgreSQL with
  * DATABASE_URL, else in SQLite under SLUICE_HOME (default `.sluice/` of the working directory).
  */
+import { createPrivateKey } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { run, type ApplicationFunction, type Probot, type Server } from "probot";
-import { createLogger } from "../adapters/logger.js";
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { getPrivateKey } from "@probot/get-private-key";
+import { Probot, run, Server, type ApplicationFunction } from "probot";
+import type { Logger as PinoLogger } from "pino";
+import { createServerLog, fromPino, logFormatOf, type LogFormat } from "../adapters/logger.js";
 import { SecretStore } from "../adapters/secrets/secrets.js";
 import { defaultExecutors } from "../adapters/steps/index.js";
 import { FileResourceStore } from "../adapters/store/file-resource-store.js";
+import { createRetention, readRetentionEnv, type Retention, type RetentionConfig } from "../adapters/store/retention.js";
 import { openRunStore } from "../adapters/store/index.js";
 import { GitHubFlowSource } from "../adapters/sources/github-flow-source.js";
 import { createBudget, readBudgetEnv, type GitHubBudget } from "../adapters/github/budget.js";
 import { deliveryKey, handleDelivery } from "../adapters/github/dispatch.js";
+import { createGateNotices, NOTICES_NAMESPACE, type GateNotices } from "../adapters/github/gate-notices.js";
 import { createHooksRoute } from "../adapters/github/hooks-route.js";
 import { createInbox, type Inbox } from "../adapters/github/inbox.js";
 import { Installations } from "../adapters/github/installations.js";
 import { registerIntake, webhooksAtRoot } from "../adapters/github/intake.js";
-import { createOutbox, type Outbox } from "../adapters/github/outbox.js";
+import { createOutbox, OUTBOX_NAMESPACE, type Outbox } from "../adapters/github/outbox.js";
 import { createReporter, type Reporter } from "../adapters/github/reporter.js";
 import { createScheduler, type Scheduler } from "../adapters/github/scheduler.js";
 import { releaseSnapshotAt } from "../adapters/github/snapshot.js";
-import type { GitHubDeps } from "../adapters/github/deps.js";
+import { runUrl, type GitHubDeps } from "../adapters/github/deps.js";
 import { openLinkSigner, type LinkSigner } from "../adapters/server/auth.js";
-import { metrics as defaultMetrics } from "../adapters/server/metrics.js";
+import { metrics as defaultMetrics, observeStore } from "../adapters/server/metrics.js";
+import { apiGitHub } from "../adapters/server/api-github.js";
 import { createRoutes } from "../adapters/server/routes.js";
+import { createOAuthClient } from "../adapters/server/oauth.js";
+import { createWebHandler } from "../adapters/server/web/handler.js";
 import { SluiceError } from "../core/errors.js";
 import type { Flow } from "../core/flow/types.js";
 import type { RunStore } from "../ports/run-store.js";
@@ -43,7 +53,11 @@ const GITHUB_REPO = /^[A-Za-z0-9][A-Za-z0-9-]{0,38}\/[A-Za-z0-9._-]{1,100}$/;
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 
 export interface ServerConfig {
-  /** APP_ID and a private key are both set: serve webhooks (else Probot's setup flow). */
+  /**
+   * APP_ID and a private key are both set: serve webhooks. Without them the server serves
+   * everything but GitHub (API, run pages, callbacks, worker) for local use, and Probot's setup
+   * flow that registers the app (`/setup`, `/probot`).
+   */
   credentials: boolean;
   appId?: number;
   port: number;
@@ -51,12 +65,18 @@ export interface ServerConfig {
   /** Base URL of run pages, callbacks and hooks as the world reaches them. */
   publicUrl: string;
   logLevel: (typeof LOG_LEVELS)[number];
+  /** LOG_FORMAT: JSON lines, or Probot's pretty format (the default outside NODE_ENV=production). */
+  logFormat: LogFormat;
   /** PostgreSQL URL, or undefined for SQLite in `home`. */
   databaseUrl?: string;
   home: string;
   /** The GitHub API Probot talks to (api.github.com, or GHE_PROTOCOL://GHE_HOST/api/v3). */
   githubApiUrl: string;
   leaseMs?: number;
+  /** SLUICE_RETENTION_RUNS, SLUICE_RETENTION_DELIVERIES. */
+  retention: RetentionConfig;
+  /** The GitHub App's OAuth client (GITHUB_CLIENT_ID, GITHUB_CLIENT_SECRET): people sign in to the pages with it. */
+  oauth?: { clientId: string; clientSecret: string };
 }
 
 /** Reads and checks the server's environment; one ENV_INVALID error names every problem. */
@@ -64,6 +84,7 @@ export function readServerConfig(env: NodeJS.ProcessEnv, cwd: string): ServerCon
   const problems: string[] = [];
   const logLevel = (env.LOG_LEVEL ?? "info") as ServerConfig["logLevel"];
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, not '${env.LOG_LEVEL}'`);
+  if (env.LOG_FORMAT && env.LOG_FORMAT !== "json" && env.LOG_FORMAT !== "pretty") problems.push(`LOG_FORMAT must be json or pretty, not '${env.LOG_FORMAT}'`);
   let port = 3000;
   if (env.PORT !== undefined && env.PORT !== "") {
     port = Number(env.PORT);
@@ -75,11 +96,26 @@ export function readServerConfig(env: NodeJS.ProcessEnv, cwd: string): ServerCon
     if (!/^[0-9]+$/.test(env.APP_ID) || appId < 1) problems.push(`APP_ID must be the app's numeric id, not '${env.APP_ID}'`);
   }
   const hasKey = Boolean(env.PRIVATE_KEY || env.PRIVATE_KEY_PATH);
-  if (env.PRIVATE_KEY_PATH && !env.PRIVATE_KEY) {
+  if (hasKey) {
+    // Probot reads the key the same way and, when it cannot, quietly starts its setup flow
+    // instead of the app: a key that is set but unusable stops the server here.
+    const where = env.PRIVATE_KEY ? "PRIVATE_KEY" : `PRIVATE_KEY_PATH ${env.PRIVATE_KEY_PATH}`;
+    let pem: string | null = null;
     try {
-      readFileSync(resolve(cwd, env.PRIVATE_KEY_PATH));
+      pem = env.PRIVATE_KEY ? getPrivateKey({ env: { PRIVATE_KEY: env.PRIVATE_KEY }, cwd }) : readFileSync(resolve(cwd, env.PRIVATE_KEY_PATH!), "utf8");
     } catch (e) {
-      problems.push(`PRIVATE_KEY_PATH ${env.PRIVATE_KEY_PATH} cannot be read: ${e instanceof Error ? e.message : String(e)}`);
+      problems.push(
+        env.PRIVATE_KEY
+          ? "PRIVATE_KEY is not a PEM private key: set it to the contents of the app's .pem file, BEGIN and END lines included (or its base64)"
+          : `${where} cannot be read: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+    if (pem !== null) {
+      try {
+        createPrivateKey(pem);
+      } catch (e) {
+        problems.push(`${where} is not a usable private key: ${e instanceof Error ? e.message : String(e)}`);
+      }
     }
   }
   if (env.APP_ID && !hasKey) problems.push("APP_ID is set but neither PRIVATE_KEY nor PRIVATE_KEY_PATH is: set the app's private key (or unset APP_ID to register the app)");
@@ -106,8 +142,14 @@ export function readServerConfig(env: NodeJS.ProcessEnv, cwd: string): ServerCon
     leaseMs = Number(env.SLUICE_LEASE_MS);
     if (!Number.isSafeInteger(leaseMs) || leaseMs < 100) problems.push(`SLUICE_LEASE_MS must be a whole number of milliseconds (100 or more), not '${env.SLUICE_LEASE_MS}'`);
   }
+  // Probot's setup flow writes both; one without the other is a copy-paste slip, not "no login".
+  if (Boolean(env.GITHUB_CLIENT_ID) !== Boolean(env.GITHUB_CLIENT_SECRET)) {
+    problems.push(`${env.GITHUB_CLIENT_ID ? "GITHUB_CLIENT_ID is set but GITHUB_CLIENT_SECRET is not" : "GITHUB_CLIENT_SECRET is set but GITHUB_CLIENT_ID is not"}: set both (the app's OAuth client, for signing in to the pages) or neither`);
+  }
   // GitHub's write budget (SLUICE_GITHUB_WRITES, SLUICE_GITHUB_IN_FLIGHT): read where it is made, checked here.
   problems.push(...readBudgetEnv(env).problems);
+  const retention = readRetentionEnv(env);
+  problems.push(...retention.problems);
   if (problems.length) throw new SluiceError("ENV_INVALID", `the server's environment is invalid: ${problems.join("; ")}`, { problems });
   return {
     credentials,
@@ -116,10 +158,13 @@ export function readServerConfig(env: NodeJS.ProcessEnv, cwd: string): ServerCon
     ...(env.HOST ? { host: env.HOST } : {}),
     publicUrl,
     logLevel,
+    logFormat: logFormatOf(env),
     ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
     home: resolve(cwd, env.SLUICE_HOME ?? ".sluice"),
     githubApiUrl: env.GHE_HOST ? `${protocol}://${env.GHE_HOST}/api/v3` : "https://api.github.com",
     ...(leaseMs !== undefined ? { leaseMs } : {}),
+    retention: retention.config,
+    ...(env.GITHUB_CLIENT_ID && env.GITHUB_CLIENT_SECRET ? { oauth: { clientId: env.GITHUB_CLIENT_ID, clientSecret: env.GITHUB_CLIENT_SECRET } } : {}),
   };
 }
 
@@ -135,6 +180,10 @@ export interface Sluice {
   outbox: Outbox;
   /** GitHub's write budget of each installation, shared through the store. */
   budget: GitHubBudget;
+  /** Announces gates that open, escalate or near their deadline (comments, the policy's webhook). */
+  notices: GateNotices;
+  /** Prunes what retention lets go (one process at a time across the store). */
+  retention: Retention;
   /** Signs the links to run pages (the check runs' details_url) with the key in the store. */
   links: LinkSigner;
   logger: Logger;
@@ -150,7 +199,7 @@ export interface Sluice {
 export interface SluiceAppOptions {
   env: NodeJS.ProcessEnv;
   cwd: string;
-  /** Sluice's own log (Probot logs through pino); default: stderr at LOG_LEVEL. */
+  /** Sluice's own log; default: Probot's pino logger (one log for both, LOG_FORMAT). */
   logger?: Logger;
   /** How often the loops look at the store when nothing wakes them. Default 1 s. */
   pollMs?: number;
@@ -164,7 +213,7 @@ export interface SluiceAppOptions {
  */
 export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promise<{ sluice: Sluice; deps: GitHubDeps & { secrets: SecretStore } }> {
   const config = readServerConfig(opts.env, opts.cwd);
-  const logger = opts.logger ?? createLogger(config.logLevel);
+  const logger = opts.logger ?? (app.log ? fromPino(app.log) : fromPino(await createServerLog({ level: config.logLevel, format: config.logFormat })));
   const pollMs = opts.pollMs ?? 1_000;
   if (!existsSync(config.home)) {
     mkdirSync(config.home, { recursive: true });
@@ -190,22 +239,28 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
     void p.finally(() => background.delete(p));
   };
 
+  const resources = new FileResourceStore(join(config.home, "resources"));
   const runtime = new Runtime({
     store,
-    resources: new FileResourceStore(join(config.home, "resources")),
+    resources,
     executors: defaultExecutors({ env: opts.env }),
     secrets,
     logger,
     mode: "github",
     publicUrl: config.publicUrl,
     ...(config.leaseMs ? { leaseMs: config.leaseMs } : {}),
-    github: (repo) => installations.lazy(repo),
-    readFile: (repo, sha, path) => new GitHubFlowSource(repo, installations.lazy(repo)).readFile(sha, path),
+    ...(config.credentials
+      ? {
+          github: (repo: string) => installations.lazy(repo),
+          readFile: (repo: string, sha: string, path: string) => new GitHubFlowSource(repo, installations.lazy(repo)).readFile(sha, path),
+        }
+      : {}),
   });
 
   const githubFor = async (repo: string): Promise<GitHubApi | undefined> => {
-    // A run of no GitHub repository (a local run's `_local/<folder>`) has no check run: no call is made.
-    if (!GITHUB_REPO.test(repo)) return undefined;
+    // A run of no GitHub repository (a local run's `_local/<folder>`) has no check run: no call is
+    // made; nor is one by a server without the app's credentials.
+    if (!config.credentials || !GITHUB_REPO.test(repo)) return undefined;
     try {
       return await installations.client(repo);
     } catch (e) {
@@ -231,6 +286,17 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
     },
   });
   const outbox = createOutbox({ store, apiFor: githubFor, logger, owner: runtime.workerId, metrics: defaultMetrics, pollMs });
+  const notices = createGateNotices({ store, runtime, outbox, logger, pageUrl: (id) => runUrl({ publicUrl: config.publicUrl, links }, id) });
+  runtime.onEvents((runId, events) => {
+    if (events.some((e) => e.type === "gate_opened" || e.type === "gate_escalated")) notices.wake(runId);
+  });
+  observeStore(defaultMetrics, {
+    store,
+    load: (id) => runtime.load(id),
+    outboxDepth: async () => (await store.kvList(OUTBOX_NAMESPACE, runtime.now())).length,
+    clock: () => runtime.now(),
+  });
+  const retention = createRetention({ store, resources, config: config.retention, logger, owner: runtime.workerId, runNamespaces: [NOTICES_NAMESPACE] });
   const deps: GitHubDeps & { secrets: SecretStore } = { runtime: signalRuntime, store, logger, installations, publicUrl: config.publicUrl, kick, secrets, links, outbox };
 
   const inbox = createInbox({
@@ -260,9 +326,11 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
     scheduler.start(controller.signal),
     reporter.start(controller.signal),
     outbox.start(controller.signal),
+    notices.start(controller.signal),
+    retention.start(controller.signal),
   ].map((p, i) =>
     p.catch((e: unknown) => {
-      logger.error("a server loop stopped", { loop: ["worker", "inbox", "scheduler", "reporter", "outbox"][i], error: e instanceof Error ? e.message : String(e) });
+      logger.error("a server loop stopped", { loop: ["worker", "inbox", "scheduler", "reporter", "outbox", "notices", "retention"][i], error: e instanceof Error ? e.message : String(e) });
       if (isStoreUnavailable(e)) fail(e as SluiceError);
     }),
   );
@@ -278,6 +346,8 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
     reporter,
     outbox,
     budget,
+    notices,
+    retention,
     links,
     logger,
     failed,
@@ -299,18 +369,59 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
 export function sluiceApp(opts: SluiceAppOptions): ApplicationFunction {
   return async (app, { addHandler }) => {
     const { sluice, deps } = await composeSluice(app, opts);
-    registerIntake(app, {
-      store: sluice.store,
-      logger: sluice.logger,
-      metrics: defaultMetrics,
-      clock: () => sluice.runtime.now(),
-      secret: opts.env.WEBHOOK_SECRET ?? "",
-      recorded: () => sluice.inbox.wake(),
+    if (sluice.config.credentials) {
+      registerIntake(app, {
+        store: sluice.store,
+        logger: sluice.logger,
+        metrics: defaultMetrics,
+        clock: () => sluice.runtime.now(),
+        secret: opts.env.WEBHOOK_SECRET ?? "",
+        recorded: () => sluice.inbox.wake(),
+      });
+      addHandler(webhooksAtRoot(app));
+      addHandler(createHooksRoute(deps));
+    } else {
+      // Probot's setup flow lives at /probot; /setup is where Sluice's README sends people.
+      addHandler((req, res) => {
+        if (req.method !== "GET" || new URL(req.url ?? "/", "http://x").pathname !== "/setup") return false;
+        res.writeHead(302, { location: "/probot" }).end();
+        return true;
+      });
+    }
+    // The pages for people come first: they answer /runs/<id> for sessions, tokens and links alike.
+    addHandler(
+      createWebHandler({
+        runtime: sluice.runtime,
+        store: sluice.store,
+        publicUrl: sluice.config.publicUrl,
+        links: sluice.links,
+        logger: sluice.logger,
+        // Without the app's credentials there is no installation to ask about people.
+        githubFor: async (repo) =>
+          sluice.config.credentials
+            ? sluice.installations.client(repo).catch((e: unknown) => {
+                if (e instanceof SluiceError && e.code === "NOT_FOUND") return undefined;
+                throw e;
+              })
+            : undefined,
+        ...(sluice.config.oauth ? { oauth: createOAuthClient({ ...sluice.config.oauth, apiUrl: sluice.config.githubApiUrl }) } : {}),
+      }),
+    );
+    addHandler(
+      createRoutes({
+        runtime: sluice.runtime,
+        store: sluice.store,
+        publicUrl: sluice.config.publicUrl,
+        links: sluice.links,
+        logger: sluice.logger,
+        ...(sluice.config.credentials ? { github: apiGitHub(sluice.store, sluice.installations, () => sluice.runtime.now()) } : {}),
+      }),
+    );
+    sluice.logger.info("sluice is serving", {
+      public_url: sluice.config.publicUrl,
+      github: sluice.config.credentials ? sluice.config.githubApiUrl : "none: no app credentials, the setup flow is at /setup",
+      store: sluice.config.databaseUrl ? "postgres" : "sqlite",
     });
-    addHandler(webhooksAtRoot(app));
-    addHandler(createHooksRoute(deps));
-    addHandler(createRoutes({ runtime: sluice.runtime, store: sluice.store, publicUrl: sluice.config.publicUrl, links: sluice.links, logger: sluice.logger }));
-    sluice.logger.info("sluice is serving", { public_url: sluice.config.publicUrl, github: sluice.config.githubApiUrl, store: sluice.config.databaseUrl ? "postgres" : "sqlite" });
     opts.onReady?.(sluice);
   };
 }
@@ -318,7 +429,7 @@ export function sluiceApp(opts: SluiceAppOptions): ApplicationFunction {
 export interface RunningServer {
   /** Probot's server (HTTP, webhooks, added handlers). */
   server: Server;
-  /** Undefined in setup mode (no credentials yet). */
+  /** Undefined only when the app could not be composed. */
   sluice?: Sluice;
   config: ServerConfig;
   /** http://host:port the server listens on. */
@@ -327,16 +438,39 @@ export interface RunningServer {
 }
 
 /**
- * Starts the server with Probot's `run()`: the setup flow without credentials, else the app.
- * The environment is validated first.
+ * Without credentials: Probot's setup flow (as `run()` starts it) and, beside it, the app with
+ * no GitHub, so that the API, run pages, callbacks, the worker and schedules serve local use.
  */
-export async function startServer(opts: Omit<SluiceAppOptions, "onReady">): Promise<RunningServer> {
+async function startWithoutCredentials(appFn: ApplicationFunction, config: ServerConfig, log: PinoLogger): Promise<Server> {
+  // Probot does not export its setup app; it is the one `run()` loads in setup mode.
+  const setupModule = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve("probot")), "apps", "setup.js")).href;
+  const { setupAppFactory } = (await import(setupModule)) as { setupAppFactory: (o: { host: string; port: number; log: PinoLogger }) => Parameters<Server["loadHandlerFactory"]>[0] };
+  const server = new Server({
+    host: config.host ?? "localhost",
+    port: config.port,
+    log,
+    // Probot needs an app id and a key to exist; in setup they are never used (probot#1512).
+    Probot: Probot.defaults({ appId: 1, privateKey: "unused: no app credentials yet", log, baseUrl: config.githubApiUrl }),
+  });
+  await server.loadHandlerFactory(setupAppFactory({ host: server.host, port: server.port, log: log.child({ name: "setup" }) }));
+  await server.load(appFn);
+  await server.start();
+  return server;
+}
+
+/**
+ * Starts the server: with credentials, the app through Probot's `run()`; without, the setup flow
+ * beside the app for local use. The environment is validated first; Probot and Sluice log
+ * through one pino logger (stderr, LOG_FORMAT).
+ */
+export async function startServer(opts: Omit<SluiceAppOptions, "onReady"> & { logWrite?: (line: string) => void }): Promise<RunningServer> {
   const config = readServerConfig(opts.env, opts.cwd);
+  const log = await createServerLog({ level: config.logLevel, format: config.logFormat, ...(opts.logWrite ? { write: opts.logWrite } : {}) });
   let sluice: Sluice | undefined;
   const appFn = sluiceApp({ ...opts, onReady: (s) => (sluice = s) });
   let server: Server;
   try {
-    server = await run(appFn, { env: opts.env });
+    server = config.credentials ? await run(appFn, { env: opts.env, log }) : await startWithoutCredentials(appFn, config, log);
   } catch (e) {
     // The app was composed (its loops run) before the port was taken: stop it, or the process lingers.
     await (sluice as Sluice | undefined)?.stop();

@@ -83,6 +83,9 @@ export interface KvEntry {
   expiresAt: number | null;
 }
 
+export const TOKEN_KINDS = ["human", "agent"] as const;
+export type TokenKind = (typeof TOKEN_KINDS)[number];
+
 /** An API token as the store keeps it: never the token itself, only its SHA-256. */
 export interface ApiToken {
   /** A short public id (`tok_…`) to list and revoke it by. */
@@ -91,6 +94,8 @@ export interface ApiToken {
   login: string;
   /** The one repository ("owner/name") the token reaches, or null for every repository. */
   repo: string | null;
+  /** A person's token decides gates; an agent's starts runs and reads, and never decides. */
+  kind: TokenKind;
   createdAt: number;
   /** When it stops working (epoch ms), or null. */
   expiresAt: number | null;
@@ -264,6 +269,22 @@ export interface RunStore {
    * had expired), false when one is held; then nothing is claimed. Expired claims are purged.
    */
   claimHookKeys(keys: readonly string[], now: number, expiresAt: number): Promise<boolean>;
+
+  // Retention (SPEC §7 operations): what a server keeps, pruned by one process at a time.
+  /**
+   * Deletes up to `limit` ended runs last updated before `before`, oldest first, each with its
+   * journal, callback tokens and report row, in one transaction; returns their ids. A run that
+   * has not ended is never deleted, however old.
+   */
+  pruneRuns(before: number, limit: number): Promise<string[]>;
+  /**
+   * Drops the payloads of processed deliveries received before `before` (never of one still to
+   * process); returns how many. The id stays recorded: a replay of an old delivery is still
+   * refused (GitHub's signatures carry no time, so a delivery id is the only replay guard).
+   */
+  pruneDeliveries(before: number): Promise<number>;
+  /** Deletes kv entries and hook claims expired at `now`; returns how many. */
+  pruneExpired(now: number): Promise<number>;
 
   close(): Promise<void>;
 }

@@ -1,4 +1,5 @@
-/** The server's environment, and Probot's setup flow when there are no app credentials. */
+/** The server's environment, and Probot's setup flow (at /setup) beside local use when there are no app credentials. */
+import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +10,8 @@ import { freePort } from "../support/net.js";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-server-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+/** A real key: a malformed one is refused (ENV_INVALID). */
+const pem = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs1", format: "pem" }).toString();
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -30,12 +33,14 @@ describe("readServerConfig", () => {
       logLevel: "info",
       home: join(dir, ".sluice"),
       githubApiUrl: "https://api.github.com",
+      logFormat: "pretty",
+      retention: { runsMs: 90 * 86_400_000, deliveriesMs: 14 * 86_400_000 },
     });
   });
 
   it("reads the credentials, GitHub Enterprise Server, the public URL and the store", () => {
     const c = readServerConfig(
-      { APP_ID: "12", PRIVATE_KEY: "pem", WEBHOOK_SECRET: "s", GHE_HOST: "ghe.example.com:8443", GHE_PROTOCOL: "http", PORT: "8080", HOST: "0.0.0.0", SLUICE_PUBLIC_URL: "https://sluice.example.com/", LOG_LEVEL: "debug", DATABASE_URL: "postgres://db/sluice", SLUICE_HOME: "/var/lib/sluice" },
+      { APP_ID: "12", PRIVATE_KEY: pem, WEBHOOK_SECRET: "s", GHE_HOST: "ghe.example.com:8443", GHE_PROTOCOL: "http", PORT: "8080", HOST: "0.0.0.0", SLUICE_PUBLIC_URL: "https://sluice.example.com/", LOG_LEVEL: "debug", DATABASE_URL: "postgres://db/sluice", SLUICE_HOME: "/var/lib/sluice" },
       dir,
     );
     expect(c).toEqual({
@@ -48,6 +53,8 @@ describe("readServerConfig", () => {
       databaseUrl: "postgres://db/sluice",
       home: "/var/lib/sluice",
       githubApiUrl: "http://ghe.example.com:8443/api/v3",
+      logFormat: "pretty",
+      retention: { runsMs: 90 * 86_400_000, deliveriesMs: 14 * 86_400_000 },
     });
   });
 
@@ -67,19 +74,22 @@ describe("readServerConfig", () => {
   });
 
   it("wants a webhook secret with credentials, and a readable key file", () => {
-    expect(problems({ APP_ID: "1", PRIVATE_KEY: "pem" })).toEqual(["WEBHOOK_SECRET is required with app credentials: without it no delivery could be verified"]);
+    expect(problems({ APP_ID: "1", PRIVATE_KEY: pem })).toEqual(["WEBHOOK_SECRET is required with app credentials: without it no delivery could be verified"]);
     expect(problems({ APP_ID: "1", PRIVATE_KEY_PATH: "missing.pem", WEBHOOK_SECRET: "s" })[0]).toMatch(/^PRIVATE_KEY_PATH missing.pem cannot be read/);
-    expect(problems({ PRIVATE_KEY: "pem" })).toEqual(["a private key is set but APP_ID is not: set the app's numeric id"]);
+    expect(problems({ PRIVATE_KEY: pem })).toEqual(["a private key is set but APP_ID is not: set the app's numeric id"]);
   });
 });
 
 describe("without credentials", () => {
-  it("runs Probot's setup flow, which registers the app from app.yml", async () => {
+  it("serves local use, with Probot's setup flow at /setup, which registers the app from app.yml", async () => {
     process.env.NO_SMEE_SETUP = "true";
     const port = await freePort();
     const running = await startServer({ env: { PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "fatal", SLUICE_HOME: join(dir, "setup") }, cwd: dir });
     try {
-      expect(running.sluice).toBeUndefined();
+      expect(running.config.credentials).toBe(false);
+      const setup = await fetch(`${running.url}/setup`, { redirect: "manual" });
+      expect(setup.status).toBe(302);
+      expect(setup.headers.get("location")).toBe("/probot");
       const root = await fetch(`${running.url}/`, { redirect: "manual" });
       expect(root.status).toBe(302);
       expect(root.headers.get("location")).toBe("/probot");

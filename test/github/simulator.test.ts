@@ -585,6 +585,35 @@ describe("issues, pull requests, people", () => {
     expect(gh.sim.responseViolations).toEqual([]);
   });
 
+  it("shows a user the public repositories and the private ones they have a role on, as GitHub does", async () => {
+    gh.sim.createRepo("acme/vault", { private: true });
+    gh.sim.setPermission("acme/vault", "frank", "read");
+    const as = (login: string) => new Octokit({ baseUrl: gh.sim.url, auth: gh.sim.createUserToken(login), log: quietLog });
+    expect((await as("frank").request("GET /repos/{owner}/{repo}", { owner: "acme", repo: "vault" })).status).toBe(200);
+    await expect(as("gina").request("GET /repos/{owner}/{repo}", { owner: "acme", repo: "vault" })).rejects.toMatchObject({ status: 404 });
+    expect((await as("gina").request("GET /repos/{owner}/{repo}", { owner: "acme", repo: "widgets" })).status).toBe(200);
+  });
+
+  it("runs GitHub's OAuth web flow: authorize as the signed-in person, a one-time code, a user token", async () => {
+    gh.sim.oauth.addClient({ clientId: "Iv1.sim", clientSecret: "shh" });
+    gh.sim.oauth.signIn("hana");
+    const page = await fetch(`${gh.sim.url}/login/oauth/authorize?client_id=Iv1.sim&redirect_uri=${encodeURIComponent("http://app.test/cb")}&state=xyz`);
+    expect(page.status).toBe(200);
+    const back = new URL((/id="authorize" href="([^"]+)"/.exec(await page.text())![1]!).replace(/&#38;/g, "&"));
+    expect([back.origin + back.pathname, back.searchParams.get("state")]).toEqual(["http://app.test/cb", "xyz"]);
+    const exchange = (body: Record<string, string>) =>
+      fetch(`${gh.sim.url}/login/oauth/access_token`, { method: "POST", headers: { accept: "application/json", "content-type": "application/json" }, body: JSON.stringify(body) }).then((r) => r.json() as Promise<Record<string, string>>);
+    const code = back.searchParams.get("code")!;
+    expect((await exchange({ client_id: "Iv1.sim", client_secret: "wrong", code })).error).toBe("incorrect_client_credentials");
+    const ok = await exchange({ client_id: "Iv1.sim", client_secret: "shh", code, redirect_uri: "http://app.test/cb" });
+    expect(ok.token_type).toBe("bearer");
+    const user = new Octokit({ baseUrl: gh.sim.url, auth: ok.access_token, log: quietLog });
+    expect((await user.request("GET /user")).data.login).toBe("hana");
+    expect((await exchange({ client_id: "Iv1.sim", client_secret: "shh", code })).error).toBe("bad_verification_code");
+    gh.sim.oauth.signIn(undefined);
+    expect((await fetch(`${gh.sim.url}/login/oauth/authorize?client_id=Iv1.sim&redirect_uri=http://app.test/cb`)).status).toBe(401);
+  });
+
   it("dispatches a workflow, checking its inputs", async () => {
     const res = await octokit.request("POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches", {
       owner: "acme",

@@ -22,6 +22,7 @@ import { searchRoutes } from "./routes-search.js";
 import { PayloadBuilders } from "./payloads.js";
 import { sendWebhook, type SendWebhookOptions, type WebhookResult } from "./webhooks.js";
 import { Limits, SECONDARY_LIMIT_MESSAGE, type LimitsConfig } from "./limits.js";
+import { OAuthSim } from "./oauth.js";
 import {
   HttpError,
   notFound,
@@ -117,6 +118,8 @@ export class GitHubSimulator {
   notModified = 0;
   /** How long every request waits before it is handled (GitHub is not on loopback): 0 by default. */
   latencyMs = 0;
+  /** The OAuth web flow (oauth.ts): its clients, who is signed in, the code exchanges. */
+  readonly oauth = new OAuthSim((login) => this.createUserToken(login));
 
   /** http://127.0.0.1:PORT: the API is also served here, for a plain Octokit `baseUrl`. */
   url = "";
@@ -280,6 +283,18 @@ export class GitHubSimulator {
     if (fault) {
       send(fault);
       return;
+    }
+    // The OAuth web flow lives on the web host, not in the REST API (github.com/login/oauth/…).
+    if (base === this.url) {
+      const q = new URLSearchParams();
+      for (const [k, v] of Object.entries(query)) for (const one of Array.isArray(v) ? v : [v]) q.append(k, one);
+      const o = this.oauth.handle(method, path, q, body);
+      if (o) {
+        res.writeHead(o.status, { ...o.headers, "content-length": String(Buffer.byteLength(o.body)) });
+        res.end(o.body);
+        entry.status = o.status;
+        return;
+      }
     }
     const match = this.openapi.match(method, rawPath);
     if (!match) {
@@ -489,7 +504,8 @@ export class GitHubSimulator {
   }
 
   canSee(auth: Auth, repo: SimRepo): boolean {
-    if (auth.kind === "user") return true;
+    // A person sees public repositories and the ones they have a role on, as on GitHub.
+    if (auth.kind === "user") return !repo.private || repo.owner.toLowerCase() === auth.user.login.toLowerCase() || (repo.permissions.get(auth.user.login) ?? "none") !== "none";
     if (auth.kind !== "installation") return false;
     const inst = auth.installation;
     if (inst.account.toLowerCase() !== repo.owner.toLowerCase()) return false;

@@ -25,6 +25,9 @@ export interface CommandSpec {
 const AS: OptionSpec = { type: "string", value: "LOGIN", help: "act as this person (default: SLUICE_USER, else your OS user)" };
 const JSON_OPT: OptionSpec = { type: "boolean", help: "print one sluice/v1 JSON document (schemas/cli/) instead of text" };
 const HELP_OPT: OptionSpec = { type: "boolean", short: "h", help: "show this help" };
+const SERVER_OPT: OptionSpec = { type: "string", value: "URL", help: "act on this Sluice server instead of the local store (or SLUICE_SERVER; the token in SLUICE_TOKEN)" };
+/** With --server, the repository a command is about (default: SLUICE_REPO, else the token's own). */
+const REPO_OPT: OptionSpec = { type: "string", value: "owner/name", help: "with --server: the repository (default SLUICE_REPO, else the token's own)" };
 
 export const COMMON: Record<string, OptionSpec> = { json: JSON_OPT, help: HELP_OPT };
 
@@ -55,7 +58,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
   flows: {
     usage: ["sluice flows list [--ref REF]"],
     summary: "the flows at a ref with their triggers, and each schedule's next times in its time zone",
-    options: { ref: { type: "string", value: "REF", help: "a branch, tag or commit (default: the head of the default branch)" } },
+    options: { server: SERVER_OPT, ref: { type: "string", value: "REF", help: "a branch, tag or commit (default: the head of the default branch)" }, repo: REPO_OPT },
     examples: ["sluice flows list", "sluice flows list --ref my-branch"],
   },
   run: {
@@ -67,12 +70,14 @@ export const COMMANDS: Record<string, CommandSpec> = {
       "Exit 0 succeeded, 1 failed, 2 bad inputs, 3 waiting (a gate, a callback, a long sleep).",
     ],
     options: {
+      server: SERVER_OPT,
       ref: { type: "string", value: "REF", help: "run the flow at this branch, tag or commit: a draft unless it is the default branch's head" },
       input: { type: "string", multiple: true, value: "k=v", help: "an input (repeatable); values are coerced to the input's type" },
       "inputs-file": { type: "string", value: "FILE", help: "inputs from a YAML or JSON mapping" },
       detach: { type: "boolean", help: "create the run and leave it to a worker (sluice worker)" },
       follow: { type: "boolean", help: "print the run id first, then each step as it goes; wait through sleeps" },
       as: AS,
+      repo: REPO_OPT,
     },
     examples: ["sluice run hello --input who=you", "sluice run deploy --ref my-branch --input version=1.4.0 --follow"],
   },
@@ -80,10 +85,12 @@ export const COMMANDS: Record<string, CommandSpec> = {
     usage: ["sluice runs list [--flow F] [--status S] [--limit N]", "sluice runs show|events|cancel|retry <id> [--as LOGIN]"],
     summary: "history (list, show, events) and control (cancel, retry) of runs",
     options: {
+      server: SERVER_OPT,
       flow: { type: "string", value: "F", help: "list: only runs of this flow" },
       status: { type: "string", value: "S", help: "list: only runs in these statuses (comma-separated: queued, running, waiting, succeeded, failed, cancelled, timed_out)" },
       limit: { type: "string", value: "N", help: "list: at most N runs (default 20)" },
       as: AS,
+      repo: { ...REPO_OPT, help: "list, with --server: only this repository's runs" },
     },
     examples: ["sluice runs list --status waiting,failed", "sluice runs show <id>", "sluice runs cancel <id>"],
   },
@@ -92,6 +99,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     summary: "approve a run's open gate and continue the run in this process",
     details: ["You cannot approve a run you triggered unless the gate and the default branch's policy allow it."],
     options: {
+      server: SERVER_OPT,
       step: { type: "string", value: "ID", help: "the gate's step, when several are open" },
       as: AS,
       comment: { type: "string", value: "C", help: "a comment kept with the decision" },
@@ -103,6 +111,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     usage: ["sluice reject <run> [--step ID] [--as LOGIN] [--comment C] [--digest D]"],
     summary: "reject a run's open gate: the run fails (or goes on as its flow says)",
     options: {
+      server: SERVER_OPT,
       step: { type: "string", value: "ID", help: "the gate's step, when several are open" },
       as: AS,
       comment: { type: "string", value: "C", help: "why (kept with the decision)" },
@@ -113,29 +122,35 @@ export const COMMANDS: Record<string, CommandSpec> = {
   gates: {
     usage: ["sluice gates list", "sluice gates explain <run>"],
     summary: "open gates; why a run is blocked: the evidence, who may still approve, quorum, deadline, stale approvals",
-    options: {},
+    options: { server: SERVER_OPT, repo: { ...REPO_OPT, help: "list, with --server: only this repository's gates" } },
     examples: ["sluice gates list", "sluice gates explain <run>"],
   },
   callback: {
     usage: ["sluice callback <run> <step> [--body JSON]"],
     summary: "complete a callback wait (checked against its schema; a second one is a no-op)",
     details: ["The same as POST <callback url> with the body; `sluice worker` serves those URLs locally."],
-    options: { body: { type: "string", value: "JSON", help: "the callback's JSON body (default {})" } },
+    options: { server: SERVER_OPT, body: { type: "string", value: "JSON", help: "the callback's JSON body (default {})" } },
     examples: [`sluice callback <run> result --body '{"ok": true}'`],
   },
   resources: {
     usage: ["sluice resources get <ref> [-o FILE]"],
     summary: "a large output kept as a resource (res://sha256/…)",
-    options: { output: { type: "string", short: "o", value: "FILE", help: "write it to FILE instead of printing it" } },
+    options: {
+      server: SERVER_OPT,
+      output: { type: "string", short: "o", value: "FILE", help: "write it to FILE instead of printing it" },
+      run: { type: "string", value: "ID", help: "with --server: the run it came from (needed with a token limited to one repository)" },
+    },
     examples: ["sluice resources get res://sha256/9f86d0… -o out.json"],
   },
   kv: {
     usage: ["sluice kv get <key>", "sluice kv set <key> <value> [--ttl D] [--if-version N]", "sluice kv list [prefix]"],
     summary: "the repository's key-value store (what kv steps read and write); a missing key exits 4",
     options: {
+      server: SERVER_OPT,
       ttl: { type: "string", value: "D", help: "set: expire after this duration (10m, 7d)" },
       "if-version": { type: "string", value: "N", help: "set: only if the key is at version N (0: only if absent)" },
       draft: { type: "boolean", help: "the drafts' namespace instead of the live one" },
+      repo: REPO_OPT,
     },
     examples: ["sluice kv set counter 1", "sluice kv get counter --json", "sluice kv list --draft"],
   },
@@ -159,13 +174,15 @@ export const COMMANDS: Record<string, CommandSpec> = {
     examples: ["sluice worker", "SLUICE_WORKER_PORT=4000 sluice worker"],
   },
   mcp: {
-    usage: ["sluice mcp"],
+    usage: ["sluice mcp [--server URL]"],
     summary: "a Model Context Protocol server on stdio, so agents use Sluice natively",
     details: [
       "Tools: list_flows, validate, start_run, get_run, get_run_events, explain_gate, complete_callback, get_resource.",
       "No tool approves or rejects: agents request, humans decide. Runs it starts are triggered by SLUICE_MCP_ACTOR (default agent).",
+      "With --server (or SLUICE_SERVER) and SLUICE_TOKEN the tools act on that server through its API, as the token's login",
+      "(make it an agent's token: sluice tokens create --agent); validate still checks the local checkout.",
     ],
-    options: {},
+    options: { server: SERVER_OPT },
     examples: [`{"mcpServers": {"sluice": {"command": "sluice", "args": ["mcp"], "cwd": "/path/to/your/repo"}}}    (an MCP client's config)`],
   },
   serve: {
@@ -175,14 +192,16 @@ export const COMMANDS: Record<string, CommandSpec> = {
     examples: ["PORT=3000 SLUICE_PUBLIC_URL=https://sluice.example.com sluice serve"],
   },
   tokens: {
-    usage: ["sluice tokens create --login L [--repo owner/name] [--expires 90d]", "sluice tokens list", "sluice tokens revoke <id>"],
-    summary: "API tokens for the server's run routes (printed once, stored hashed)",
+    usage: ["sluice tokens create --login L [--agent] [--repo owner/name] [--expires 90d]", "sluice tokens list", "sluice tokens revoke <id>"],
+    summary: "API tokens for the server's API and run routes (printed once, stored hashed)",
+    details: ["A person's token decides gates as that login, under the same rules as on GitHub; an agent's (--agent) starts runs and reads, never decides."],
     options: {
       login: { type: "string", value: "L", help: "create: the GitHub login the token acts as" },
+      agent: { type: "boolean", help: "create: an agent's token: it may start runs and read, never approve or reject" },
       repo: { type: "string", value: "owner/name", help: "create: limit the token to one repository" },
       expires: { type: "string", value: "D", help: "create: expire after this duration (e.g. 90d)" },
     },
-    examples: ["sluice tokens create --login alice --repo acme/app --expires 90d"],
+    examples: ["sluice tokens create --login alice --repo acme/app --expires 90d", "sluice tokens create --agent --login my-bot --repo acme/app"],
   },
 };
 
@@ -213,7 +232,8 @@ export function commandHelp(command: string): string {
     ...(spec.details ?? []),
     "",
     "options:",
-    ...optionLines({ ...spec.options, ...COMMON }),
+    // --server last, beside --json: it changes where the command acts, not what it does.
+    ...optionLines((({ server, ...own }) => ({ ...own, ...(server ? { server } : {}), ...COMMON }))(spec.options)),
     "",
     spec.examples.length === 1 ? "example:" : "examples:",
     ...spec.examples.map((e) => `  ${e}`),
@@ -233,6 +253,7 @@ export function mainHelp(): string {
     "",
     "`sluice <command> --help` shows a command's options and an example.",
     "exit codes: 0 ok, 1 failed, 2 usage, 3 waiting, 4 not found, 5 infrastructure",
-    "environment: SLUICE_HOME (state, default .sluice/), DATABASE_URL (PostgreSQL), SLUICE_USER, SLUICE_WORKER_PORT, NO_COLOR, FORCE_COLOR",
+    "environment: SLUICE_HOME (state, default .sluice/), DATABASE_URL (PostgreSQL), SLUICE_USER, SLUICE_WORKER_PORT, NO_COLOR, FORCE_COLOR,",
+    "  SLUICE_SERVER and SLUICE_TOKEN (act on a server: flows, run, runs, approve, reject, gates, callback, resources, kv), SLUICE_REPO",
   ].join("\n");
 }

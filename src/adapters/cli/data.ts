@@ -3,12 +3,14 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Cron } from "croner";
-import { loadRelease } from "../../app/releases.js";
+import { loadRelease, type LoadedRelease } from "../../app/releases.js";
 import type { Local } from "../../app/local.js";
 import { SluiceError } from "../../core/errors.js";
 import { kvNamespace } from "../../core/namespaces.js";
 import { parseDuration } from "../../core/flow/duration.js";
 import type { Flow } from "../../core/flow/types.js";
+import type { ResourceStore } from "../../ports/resource-store.js";
+import type { RunStore } from "../../ports/run-store.js";
 import { localTime } from "./format.js";
 import { EXIT, table, usage, type Io, type Report } from "./output.js";
 
@@ -45,7 +47,11 @@ export function schedulesOf(flow: Flow | undefined, now: number): { cron: string
 }
 
 export async function flowsList(local: Local, ref: string | undefined, now = Date.now()): Promise<Report> {
-  const loaded = await loadRelease(await local.source(), ref);
+  return flowsReport(await loadRelease(await local.source(), ref), now);
+}
+
+/** `flows list` of a release, read locally or (on the server) from GitHub. */
+export function flowsReport(loaded: LoadedRelease, now: number): Report {
   const flows = loaded.flows.map((f) => ({
     name: f.flow?.name ?? f.path.split("/").pop()!.replace(/\.ya?ml$/, ""),
     path: f.path,
@@ -78,7 +84,12 @@ export async function flowsList(local: Local, ref: string | undefined, now = Dat
 }
 
 export async function resourcesGet(local: Local, ref: string, out: string | undefined): Promise<Report> {
-  const res = await (await local.runtime()).resources.get(ref);
+  return resourceReport((await local.runtime()).resources, ref, out);
+}
+
+/** A resource as `resources get` shows it (written to `out` when given). */
+export async function resourceReport(resources: ResourceStore, ref: string, out: string | undefined): Promise<Report> {
+  const res = await resources.get(ref);
   if (!res) throw new SluiceError("NOT_FOUND", `no resource ${ref}`, { ref });
   if (out) writeFileSync(out, res.data);
   const text = Buffer.from(res.data).toString("utf8");
@@ -95,9 +106,19 @@ function kvData(key: string, entry: { value: unknown; version: number; expiresAt
   return { key, value: entry?.value ?? null, version: entry?.version ?? 0, expires_at: entry?.expiresAt ? new Date(entry.expiresAt).toISOString() : null };
 }
 
-export async function kvCommand(local: Local, sub: string | undefined, args: string[], opts: { ttl?: string; ifVersion?: string; draft?: boolean }): Promise<Report> {
-  const store = local.store;
-  const ns = kvNamespace(await local.repo(), opts.draft ? "draft" : "live");
+export interface KvOptions {
+  ttl?: string;
+  ifVersion?: string;
+  draft?: boolean;
+}
+
+export async function kvCommand(local: Local, sub: string | undefined, args: string[], opts: KvOptions): Promise<Report> {
+  return kvReport(local.store, await local.repo(), sub, args, opts);
+}
+
+/** `kv get|set|list` on a repository's namespace (live, or the drafts' with `draft`). */
+export async function kvReport(store: RunStore, repo: string, sub: string | undefined, args: string[], opts: KvOptions): Promise<Report> {
+  const ns = kvNamespace(repo, opts.draft ? "draft" : "live");
   const now = Date.now();
   switch (sub) {
     case "get": {

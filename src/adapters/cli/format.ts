@@ -1,5 +1,6 @@
 /** Text for people: a run with its steps, its gate with the evidence, and what to do next. */
 import type { RunView, StepView } from "../../app/run-view.js";
+import type { explainGate } from "../../app/signals.js";
 import { paint, table, type Paint } from "./output.js";
 
 export const MARK: Record<string, string> = {
@@ -130,6 +131,26 @@ export function evidenceLines(runId: string, gate: GateDetail, p: Paint, indent 
     out.push(...lines.map((l) => `${indent}  ${l}`));
   });
   return out;
+}
+
+/** A gate as `gates explain` shows it (`explainGate`'s answer). */
+export type GateExplanation = ReturnType<typeof explainGate>;
+
+/** `gates explain` of one gate: evidence, who may approve, quorum, deadline, digest, stale and refused decisions. */
+export function gateLines(id: string, g: GateExplanation, p: Paint, as: string): string[] {
+  const who = [g.approvers.users.length ? g.approvers.users.join(", ") : "", g.approvers.teams.length ? `members of ${g.approvers.teams.join(", ")}` : "", g.approvers.permission ? `anyone with ${g.approvers.permission} permission` : ""].filter(Boolean).join(" or ");
+  return [
+    p.yellow(`gate at ${g.step} (${g.kind}): ${g.title}`),
+    ...evidenceLines(id, g, p),
+    `  who may approve: ${who}`,
+    `  quorum: ${g.quorum}${g.approvals.length ? ` (${g.approvals.map((a) => `${a.login} via ${a.via}`).join(", ")})` : ""}`,
+    `  deadline: ${g.deadline ? localTime(g.deadline) : "none"}`,
+    `  digest: ${g.digest}`,
+    ...(g.stale_approvals.length ? [`  stale approvals (the evidence changed since): ${g.stale_approvals.map((a) => a.login).join(", ")}`] : []),
+    ...g.refused.map((r) => `  refused: ${r.decision} by ${r.login} via ${r.via} (${r.reason}): ${r.message}`),
+    ...g.notes.map((n) => `  note: ${n}`),
+    `  approve: sluice approve ${id} ${as}--digest ${g.digest}`,
+  ];
 }
 
 export function formatRun(run: RunView, opts: { colour?: boolean; gate?: GateDetail } = {}): string {

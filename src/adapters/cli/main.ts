@@ -12,6 +12,9 @@ import { EXIT, errorReport, print, usage, type Io, type Report } from "./output.
 
 export const VERSION = "0.1.0";
 
+/** Whether a command acts on a server with --server: those whose options take it (mcp serves its own way). */
+const actsRemotely = (command: string) => command !== "mcp" && "server" in (COMMANDS[command]?.options ?? {});
+
 type Values = Record<string, string | boolean | string[] | undefined>;
 
 /** node:util's parse errors, as one line of Sluice's own. */
@@ -57,6 +60,17 @@ export async function main(argv: string[], io: Io): Promise<number> {
   if (values.help) {
     io.stdout(commandHelp(command) + "\n");
     return EXIT.ok;
+  }
+  // Against a server (--server, or SLUICE_SERVER): the commands that have an API go there; the
+  // others take no --server and work on the checkout (validate, init) or the server's own machine.
+  const server = actsRemotely(command) ? (str(values.server) ?? (io.env.SLUICE_SERVER || undefined)) : undefined;
+  if (server !== undefined) {
+    try {
+      const remote = await import("./remote.js");
+      return print(await remote.remoteCommand(command, positionals, values, io, remote.remoteOf(server, io.env)), io, json);
+    } catch (e) {
+      return print(errorReport(e), io, json);
+    }
   }
   let local: Local | undefined;
   const longRunning = command === "worker" || command === "mcp";
@@ -190,8 +204,11 @@ async function dispatch(command: string, args: string[], v: Values, io: Io, need
       return (await import("./data.js")).secretsCommand(await needLocal(), args[0], args.slice(1), io);
     case "worker":
       return (await import("./worker.js")).workerCommand(await needLocal(), { once: v.once === true, ...(str(v.poll) ? { pollMs: durationArg("--poll", str(v.poll)!) } : {}) }, io);
-    case "mcp":
-      return (await import("../mcp/server.js")).mcpCommand(needLocal, io);
+    case "mcp": {
+      const server = str(v.server) ?? (io.env.SLUICE_SERVER || undefined);
+      const remote = server === undefined ? undefined : (await import("./remote.js")).remoteOf(server, io.env);
+      return (await import("../mcp/server.js")).mcpCommand(needLocal, io, remote);
+    }
     case "serve":
       return (await import("./serve.js")).serveCommand(io);
     case "tokens":
@@ -202,6 +219,7 @@ async function dispatch(command: string, args: string[], v: Values, io: Io, need
           ...(str(v.login) !== undefined ? { login: str(v.login) } : {}),
           ...(str(v.repo) !== undefined ? { repo: str(v.repo) } : {}),
           ...(str(v.expires) !== undefined ? { expires: str(v.expires) } : {}),
+          ...(v.agent === true ? { agent: true } : {}),
         },
         io,
       );

@@ -12,7 +12,7 @@ import type { RunState } from "../../core/engine/state.js";
 import { resolveInputs } from "../../core/flow/inputs.js";
 import { CONFIG_PATH } from "../../ports/flow-source.js";
 import { isTerminal } from "../../ports/run-store.js";
-import { MARK, duration, evidenceLines, formatRun, localTime, statusText } from "./format.js";
+import { MARK, duration, formatRun, gateLines, localTime, statusText } from "./format.js";
 import { EXIT, paint, table, usage, type Io, type Report } from "./output.js";
 
 /** The person at the keyboard: --as, else SLUICE_USER, else the operating-system user. */
@@ -103,7 +103,7 @@ const FOREGROUND_HORIZON_MS = 30_000;
  * Drives a run in this process: through sleeps and retry backoffs that fall due soon (or any,
  * with follow), and back when it ends or waits for a person or a callback.
  */
-async function drive(rt: Runtime, id: string, follow: boolean): Promise<void> {
+export async function driveRun(rt: Runtime, id: string, follow: boolean): Promise<void> {
   while (true) {
     // Another process (a worker) holds the run: give it a moment rather than spinning.
     if (!(await rt.advance(id))) await new Promise((r) => setTimeout(r, 100));
@@ -226,7 +226,7 @@ export async function runCommand(local: Local, opts: RunOptions, io: Io): Promis
     stop = progress(rt, io, id, io.isTTY);
   }
   try {
-    await drive(rt, id, opts.follow);
+    await driveRun(rt, id, opts.follow);
   } finally {
     stop();
   }
@@ -269,7 +269,7 @@ export async function runsCancel(rt: Runtime, id: string, by: string, io: Io): P
 
 export async function runsRetry(rt: Runtime, id: string, by: string, io: Io): Promise<Report> {
   await retryRun(rt, id, by);
-  await drive(rt, id, false);
+  await driveRun(rt, id, false);
   return runReport(await detailOf(rt, id), io, [], rt.now());
 }
 
@@ -288,12 +288,13 @@ export async function decideCommand(
     ...(opts.comment ? { comment: opts.comment } : {}),
     ...(opts.digest ? { digest: opts.digest } : {}),
   });
-  await drive(rt, id, false);
+  await driveRun(rt, id, false);
   return runReport(await detailOf(rt, id), io, [], rt.now());
 }
 
-export async function gatesList(rt: Runtime): Promise<Report> {
-  const waiting = await rt.store.listRuns({ status: ["waiting"], limit: 200 });
+/** The open gates of waiting runs (of one repository, when given). */
+export async function gatesList(rt: Runtime, repo?: string): Promise<Report> {
+  const waiting = await rt.store.listRuns({ status: ["waiting"], limit: 200, ...(repo ? { repo } : {}) });
   const gates = [];
   for (const r of waiting) {
     const { state } = await rt.load(r.id);
@@ -318,21 +319,7 @@ export async function gatesExplain(rt: Runtime, id: string, io: Io): Promise<Rep
     const waitingStep = Object.values(state.steps).find((s) => s.status === "waiting");
     if (waitingStep) lines.push(`it waits at ${waitingStep.id} for a ${waitingStep.waitKind}${typeof waitingStep.until === "number" ? ` until ${localTime(waitingStep.until)}` : ""}`);
   }
-  for (const g of gates) {
-    const who = [g.approvers.users.length ? g.approvers.users.join(", ") : "", g.approvers.teams.length ? `members of ${g.approvers.teams.join(", ")}` : "", g.approvers.permission ? `anyone with ${g.approvers.permission} permission` : ""].filter(Boolean).join(" or ");
-    lines.push(
-      p.yellow(`gate at ${g.step} (${g.kind}): ${g.title}`),
-      ...evidenceLines(id, g, p),
-      `  who may approve: ${who}`,
-      `  quorum: ${g.quorum}${g.approvals.length ? ` (${g.approvals.map((a) => `${a.login} via ${a.via}`).join(", ")})` : ""}`,
-      `  deadline: ${g.deadline ? localTime(g.deadline) : "none"}`,
-      `  digest: ${g.digest}`,
-      ...(g.stale_approvals.length ? [`  stale approvals (the evidence changed since): ${g.stale_approvals.map((a) => a.login).join(", ")}`] : []),
-      ...g.refused.map((r) => `  refused: ${r.decision} by ${r.login} via ${r.via} (${r.reason}): ${r.message}`),
-      ...g.notes.map((n) => `  note: ${n}`),
-      `  approve: sluice approve ${id} --as <login> --digest ${g.digest}`,
-    );
-  }
+  for (const g of gates) lines.push(...gateLines(id, g, p, "--as <login> "));
   return { kind: "GateExplanation", ok: true, data: { run: id, status: record.status, gates }, exitCode: EXIT.ok, human: lines.join("\n") };
 }
 
@@ -346,6 +333,6 @@ export async function callbackCommand(rt: Runtime, id: string, step: string, bod
     }
   }
   const result = await completeCallback(rt, id, step, parsed);
-  await drive(rt, id, false);
+  await driveRun(rt, id, false);
   return runReport(await detailOf(rt, id), io, result.duplicate ? [`step ${step} was already completed; the first body stands`] : [], rt.now());
 }

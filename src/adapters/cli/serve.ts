@@ -1,7 +1,8 @@
 /**
  * `sluice serve` (and `npm start`): the GitHub App server, with the worker, the inbox, the
  * scheduler and the check-run reporter in one process, until SIGINT or SIGTERM. Without
- * APP_ID and PRIVATE_KEY it runs Probot's setup flow, which registers the app from app.yml.
+ * APP_ID and PRIVATE_KEY it serves local use (the API, run pages, callbacks, the worker) beside
+ * Probot's setup flow at /setup, which registers the app from app.yml.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -14,10 +15,11 @@ export async function serveCommand(io: Io): Promise<Report> {
   const running = await startServer({ env: io.env, cwd: io.cwd });
   for (const l of process.listeners("SIGINT")) if (!before.has(l)) process.removeListener("SIGINT", l);
   const { config, url } = running;
-  if (!running.sluice) {
+  if (!config.credentials) {
     const manifest = existsSync(join(io.cwd, "app.yml"));
     io.stderr(
-      `no GitHub App credentials (APP_ID, PRIVATE_KEY): open ${url} to register the app on GitHub${process.env.GHE_HOST ? ` Enterprise (${process.env.GHE_HOST})` : ""};` +
+      `sluice serve: listening on ${url} for local use (the API, run pages, callbacks); no GitHub App credentials (APP_ID, PRIVATE_KEY):` +
+        ` open ${url}/setup to register the app on GitHub${process.env.GHE_HOST ? ` Enterprise (${process.env.GHE_HOST})` : ""};` +
         ` its id, key and webhook secret are written to .env, then start sluice serve again.\n` +
         (manifest ? "" : `note: there is no app.yml in ${io.cwd}: copy Sluice's app.yml here first, so the app is registered with the permissions and events Sluice uses.\n`),
     );
@@ -38,7 +40,7 @@ export async function serveCommand(io: Io): Promise<Report> {
   return {
     kind: "Server",
     ok: true,
-    data: { url, public_url: config.publicUrl, mode: running.sluice ? "app" : "setup", stopped: true },
+    data: { url, public_url: config.publicUrl, mode: config.credentials ? "app" : "local", stopped: true },
     exitCode: EXIT.ok,
     human: "sluice serve stopped",
   };

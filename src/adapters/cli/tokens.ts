@@ -1,5 +1,5 @@
 /**
- * `sluice tokens create|list|revoke`: API tokens for the server's run routes (Authorization:
+ * `sluice tokens create|list|revoke`: API tokens for the server's API and run routes (Authorization:
  * Bearer). They work on the server's store, found as `sluice serve` finds it: DATABASE_URL, else
  * SQLite in SLUICE_HOME, else in `.sluice/` (of the git checkout's root when in one, as local mode
  * does, else of the working directory, as `sluice serve` does). A token is printed once, by
@@ -18,6 +18,8 @@ export interface TokenOptions {
   login?: string;
   repo?: string;
   expires?: string;
+  /** An agent's token: starts runs and reads, never decides. */
+  agent?: boolean;
 }
 
 /** A GitHub login: letters, digits and single hyphens, at most 39 characters. */
@@ -50,7 +52,7 @@ function statusOf(t: ApiToken, now: number): "active" | "revoked" | "expired" {
 }
 
 function tokenData(t: ApiToken, now: number) {
-  return { id: t.id, login: t.login, repo: t.repo, status: statusOf(t, now), created_at: iso(t.createdAt)!, expires_at: iso(t.expiresAt), revoked_at: iso(t.revokedAt) };
+  return { id: t.id, login: t.login, repo: t.repo, kind: t.kind, status: statusOf(t, now), created_at: iso(t.createdAt)!, expires_at: iso(t.expiresAt), revoked_at: iso(t.revokedAt) };
 }
 
 const reach = (t: ApiToken) => (t.repo ? `${t.repo} only` : "every repository");
@@ -58,7 +60,7 @@ const reach = (t: ApiToken) => (t.repo ? `${t.repo} only` : "every repository");
 /** The token `create` would make, checked before the store is opened. */
 function draft(opts: TokenOptions, now: number): ApiToken {
   const { login, repo } = opts;
-  if (!login) throw usage("sluice tokens create --login LOGIN [--repo owner/name] [--expires 90d]: --login names the GitHub login the token acts as");
+  if (!login) throw usage("sluice tokens create --login LOGIN [--agent] [--repo owner/name] [--expires 90d]: --login names the GitHub login the token acts as");
   if (!LOGIN.test(login)) throw usage(`--login takes a GitHub login (letters, digits and single hyphens, at most 39), not '${login}'`);
   if (repo !== undefined && !REPO.test(repo)) throw usage(`--repo takes a repository as owner/name, not '${repo}'`);
   let expiresAt: number | null = null;
@@ -72,7 +74,7 @@ function draft(opts: TokenOptions, now: number): ApiToken {
     if (ms <= 0) throw usage("--expires takes a duration longer than zero");
     expiresAt = now + ms;
   }
-  return { id: "", login, repo: repo ?? null, createdAt: now, expiresAt, revokedAt: null };
+  return { id: "", login, repo: repo ?? null, kind: opts.agent ? "agent" : "human", createdAt: now, expiresAt, revokedAt: null };
 }
 
 async function create(store: RunStore, drafted: ApiToken, now: number): Promise<Report> {
@@ -85,7 +87,7 @@ async function create(store: RunStore, drafted: ApiToken, now: number): Promise<
     data: { ...tokenData(token, now), token: made.secret },
     exitCode: EXIT.ok,
     human: [
-      `token ${token.id}: acts as ${token.login} on ${reach(token)}${token.expiresAt ? `, until ${iso(token.expiresAt)}` : ""}`,
+      `token ${token.id}: ${token.kind === "agent" ? "an agent's: starts runs and reads as" : "acts as"} ${token.login} on ${reach(token)}${token.expiresAt ? `, until ${iso(token.expiresAt)}` : ""}`,
       "",
       `  ${made.secret}`,
       "",
@@ -102,7 +104,7 @@ async function list(store: RunStore, now: number): Promise<Report> {
     data: { tokens },
     exitCode: EXIT.ok,
     human: tokens.length
-      ? table([["id", "login", "repository", "status", "created", "expires"], ...tokens.map((t) => [t.id, t.login, t.repo ?? "(every)", t.status, t.created_at, t.expires_at ?? "never"])])
+      ? table([["id", "login", "kind", "repository", "status", "created", "expires"], ...tokens.map((t) => [t.id, t.login, t.kind, t.repo ?? "(every)", t.status, t.created_at, t.expires_at ?? "never"])])
       : "no tokens",
   };
 }
@@ -116,11 +118,11 @@ async function revoke(store: RunStore, id: string | undefined, now: number): Pro
 
 export async function tokensCommand(sub: string | undefined, args: string[], opts: TokenOptions, io: Io): Promise<Report> {
   if (sub !== "create" && sub !== "list" && sub !== "revoke") {
-    throw usage("sluice tokens create --login LOGIN [--repo owner/name] [--expires 90d] | tokens list | tokens revoke <id>");
+    throw usage("sluice tokens create --login LOGIN [--agent] [--repo owner/name] [--expires 90d] | tokens list | tokens revoke <id>");
   }
   const now = Date.now();
   const drafted = sub === "create" ? draft(opts, now) : undefined;
-  if (!drafted && (opts.login !== undefined || opts.repo !== undefined || opts.expires !== undefined)) throw usage(`--login, --repo and --expires are options of 'sluice tokens create', not of 'tokens ${sub}'`);
+  if (!drafted && (opts.login !== undefined || opts.repo !== undefined || opts.expires !== undefined || opts.agent)) throw usage(`--login, --agent, --repo and --expires are options of 'sluice tokens create', not of 'tokens ${sub}'`);
   const store = await openServerStore(io.cwd, io.env);
   try {
     if (drafted) return await create(store, drafted, now);

@@ -4,6 +4,8 @@
  * body out, bounded by GitHub's limits (65,535 bytes of summary and of text, 255 characters of
  * title, 3 buttons with labels and identifiers of 20 characters, descriptions of 40).
  */
+import type { GateInfo } from "../../core/engine/events.js";
+import { approversAt } from "../../core/engine/gates.js";
 import type { RunState } from "../../core/engine/state.js";
 import type { RunView, StepView } from "../../app/run-view.js";
 import { isTerminal } from "../../ports/run-store.js";
@@ -54,7 +56,11 @@ export interface RunExtras {
   waits: Record<string, WaitInfo>;
   /** When the run ended (ISO), from its journal. */
   completedAt?: string;
-  gate?: { summary?: string; evidence: unknown[] };
+  /**
+   * `approvers`: who may decide now, after the escalations so far (`level`); the RunView shows
+   * the gate's first approvers only.
+   */
+  gate?: { summary?: string; evidence: unknown[]; level?: number; approvers?: { users?: string[]; teams?: string[]; permission?: string } };
 }
 
 export interface BuildOptions {
@@ -86,8 +92,15 @@ export function extrasOf(state: RunState): RunExtras {
   return {
     waits,
     ...(state.completed ? { completedAt: new Date(state.completed.at).toISOString() } : {}),
-    ...(info ? { gate: { ...(info.summary ? { summary: info.summary } : {}), evidence: info.evidence } } : {}),
+    ...(info ? { gate: { ...(info.summary ? { summary: info.summary } : {}), evidence: info.evidence, ...escalatedApprovers(info, open!.gate!.level) } } : {}),
   };
+}
+
+/** The approvers in force after `level` escalations; nothing before the first one (the RunView has them). */
+function escalatedApprovers(info: GateInfo, level: number): Pick<NonNullable<RunExtras["gate"]>, "level" | "approvers"> {
+  if (level <= 0) return {};
+  const { min: _min, ...approvers } = approversAt(info, level);
+  return { level, approvers };
 }
 
 /**
@@ -335,7 +348,7 @@ const CELL_OUTPUT = 80;
 const CELL_ERROR = 160;
 const TEXT_BLOCK = 4_000;
 
-function approverText(g: NonNullable<RunView["gate"]>): string {
+function approverText(g: Pick<NonNullable<RunView["gate"]>, "approvers">): string {
   const parts = [
     g.approvers.users?.length ? `users ${g.approvers.users.map((u) => mdCode(u, true)).join(", ")}` : "",
     g.approvers.teams?.length ? `teams ${g.approvers.teams.map((t) => mdCode(t, true)).join(", ")}` : "",
@@ -414,7 +427,10 @@ function gateSection(view: RunView, extras: RunExtras | undefined): string[] {
     "| | |",
     "|---|---|",
     `| step | ${mdCode(g.step, true)} |`,
-    `| approvers | ${approverText(g)} |`,
+    // After an escalation the approvers are the escalated ones (SPEC §4: each level is announced to its approvers).
+    extras?.gate?.approvers
+      ? `| approvers | ${approverText({ approvers: extras.gate.approvers })} (escalated, level ${extras.gate.level}) |`
+      : `| approvers | ${approverText(g)} |`,
     `| quorum | ${g.approvals.length}/${g.min} approved${approved} |`,
     `| deadline | ${g.deadline ?? "none"} |`,
     `| digest | ${mdCode(digest12, true)} |`,

@@ -74,7 +74,10 @@ function observeRejections(app: Probot, webhooks: Webhooks, opts: IntakeOptions)
     return (req: IncomingMessage, res: ServerResponse, next?: Function) => {
       const url = new URL(req.url ?? "/", "http://localhost").pathname.replace(/\/+$/, "");
       if (url === path.replace(/\/+$/, "") && req.method === "POST") {
+        const arrived = performance.now();
         res.once("finish", () => {
+          const outcome = res.statusCode < 400 ? "accepted" : res.statusCode < 500 ? "rejected" : "failed";
+          opts.metrics.webhookIntake.observe({ outcome }, (performance.now() - arrived) / 1000);
           if (res.statusCode < 400) return;
           const signature = header(req, "x-hub-signature-256");
           const event = header(req, "x-github-event") ?? "unknown";

@@ -65,12 +65,21 @@ interface Entry {
   last_error?: string;
   /** A check run created for this write, and how many batches of annotations it has. */
   check_run?: { id: number; batches: number };
+  /** Recorded once by a caller's id (EnqueueOptions.once): it may have been sent by an earlier entry. */
+  once?: true;
 }
 
 export interface EnqueueOptions {
   priority: WritePriority;
   /** Writes of one lane (an issue, a pull request) are sent one at a time, in order. */
   lane?: string;
+  /**
+   * A write recorded once by this id (a gate's announcement, say), with the time it was first
+   * recorded: enqueuing it again while it waits is a no-op, and a comment is looked for (by its
+   * marker) before it is posted, so a process that died between enqueuing and noting it never
+   * makes GitHub show it twice.
+   */
+  once?: { id: string; at: number };
 }
 
 export interface Outbox {
@@ -107,8 +116,9 @@ const BACKOFF_MAX_MS = 15 * 60_000;
 /** Orders writes recorded in the same millisecond by one process. */
 let sequence = 0;
 
-function keyOf(e: Pick<Entry, "priority" | "at" | "id">): string {
-  sequence = (sequence + 1) % 1_000_000;
+function keyOf(e: Pick<Entry, "priority" | "at" | "id" | "once">): string {
+  // A write recorded once has the same key whoever records it, so a second record conflicts.
+  sequence = e.once ? 0 : (sequence + 1) % 1_000_000;
   return `${WRITE_PRIORITIES.indexOf(e.priority)}:${String(e.at).padStart(15, "0")}:${String(sequence).padStart(6, "0")}:${e.id}`;
 }
 
@@ -142,8 +152,20 @@ export function createOutbox(opts: OutboxOptions): Outbox {
   let nextDue = Number.POSITIVE_INFINITY;
 
   async function enqueue(write: OutboxWrite, o: EnqueueOptions): Promise<string> {
-    const entry: Entry = { id: randomUUID(), write, priority: o.priority, ...(o.lane ? { lane: o.lane } : {}), at: clock(), attempts: 0 };
-    await store.kvSet(OUTBOX_NAMESPACE, keyOf(entry), entry, { now: entry.at, ifVersion: 0 });
+    const entry: Entry = {
+      id: o.once?.id ?? randomUUID(),
+      write,
+      priority: o.priority,
+      ...(o.lane ? { lane: o.lane } : {}),
+      at: o.once?.at ?? clock(),
+      attempts: 0,
+      ...(o.once ? { once: true as const } : {}),
+    };
+    try {
+      await store.kvSet(OUTBOX_NAMESPACE, keyOf(entry), entry, { now: clock(), ifVersion: 0 });
+    } catch (e) {
+      if (!(o.once && e instanceof ConflictError)) throw e;
+    }
     wake();
     return entry.id;
   }
@@ -171,7 +193,7 @@ export function createOutbox(opts: OutboxOptions): Outbox {
         return;
       case "comment": {
         const marker = replyMarker(entry.id);
-        if (entry.attempts > 1 && (await ownComment(api, w.repo, w.issue, marker, entry.at))) return;
+        if ((entry.attempts > 1 || entry.once) && (await ownComment(api, w.repo, w.issue, marker, entry.at))) return;
         await api.request("POST /repos/{owner}/{repo}/issues/{issue_number}/comments", { ...where, issue_number: w.issue, body: `${w.body}\n\n${marker}` });
         return;
       }

@@ -13,7 +13,8 @@ import { z } from "zod";
 import type { Local } from "../../app/local.js";
 import { VERSION } from "../cli/main.js";
 import { EXIT, envelope, errorReport, type Io, type Report } from "../cli/output.js";
-import { localBackend, type SluiceBackend } from "./backend.js";
+import type { Remote } from "../cli/remote.js";
+import { localBackend, remoteBackend, type SluiceBackend } from "./backend.js";
 
 /** Who a run started by an agent was triggered by: never the person who will approve it. */
 export function mcpActor(env: NodeJS.ProcessEnv): string {
@@ -37,7 +38,7 @@ async function answer(call: () => Promise<Report>): Promise<ToolResult> {
   return { content: [{ type: "text", text: JSON.stringify(doc) }], structuredContent: doc, ...(failed ? { isError: true } : {}) };
 }
 
-/** The server and its tools over a backend (local today; the server's API with --server later). */
+/** The server and its tools over a backend: the local store, or a server's API (--server). */
 export function createMcpServer(backend: SluiceBackend): McpServer {
   const server = new McpServer(
     { name: "sluice", version: VERSION },
@@ -128,19 +129,24 @@ export function createMcpServer(backend: SluiceBackend): McpServer {
     "get_resource",
     {
       description: "A large output kept as a resource (res://sha256/<hex>), as text",
-      inputSchema: { ref: z.string().regex(/^res:\/\/sha256\/[0-9a-f]{64}$/).describe("res://sha256/<hex>") },
+      inputSchema: {
+        ref: z.string().regex(/^res:\/\/sha256\/[0-9a-f]{64}$/).describe("res://sha256/<hex>"),
+        run: RUN_ID.optional().describe("The run whose output it is: needed against a server with a token limited to one repository"),
+      },
       annotations: readOnly,
     },
-    ({ ref }) => answer(() => backend.getResource(ref)),
+    ({ ref, run }) => answer(() => backend.getResource(ref, run)),
   );
   return server;
 }
 
 /** Serves MCP on stdin/stdout until the client closes the stream. */
-export async function mcpCommand(local: () => Promise<Local>, io: Io): Promise<Report> {
-  // Open the store now: a repository problem is reported before the client connects.
-  await local();
-  const server = createMcpServer(localBackend(local, io, mcpActor(io.env)));
+export async function mcpCommand(local: () => Promise<Local>, io: Io, remote?: Remote): Promise<Report> {
+  // Open the store now: a repository problem is reported before the client connects (remote
+  // mode opens it only to validate, which checks the agent's checkout).
+  if (!remote) await local();
+  const backend = localBackend(local, io, mcpActor(io.env));
+  const server = createMcpServer(remote ? remoteBackend(remote, backend, io) : backend);
   const transport = new StdioServerTransport();
   const ended = new Promise<void>((resolve) => {
     process.stdin.once("end", resolve);

@@ -3,7 +3,8 @@
  * must reach it), so every run route asks for one of two credentials:
  *
  * - an API token, `Authorization: Bearer sluice_…`, made by `sluice tokens create`: it acts as a
- *   GitHub login and may be restricted to one repository. The store keeps only its SHA-256: the
+ *   GitHub login and may be restricted to one repository. A person's token may decide gates (as
+ *   that person, under the same rules as on GitHub); an agent's (`--agent`) starts runs and reads. The store keeps only its SHA-256: the
  *   token is 256 random bits, so a plain hash is as good as a slow one, and it is looked up by
  *   that hash (an index lookup on a hash leaks nothing about the token itself);
  * - a signed, expiring link to one run (the check run's details_url): `?exp=<unix s>&sig=<HMAC>`
@@ -13,12 +14,12 @@
  *   nothing for the operator to configure or leak; rotating it (deleting the row) voids every link.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import type { ApiToken, RunStore } from "../../ports/run-store.js";
+import type { ApiToken, RunStore, TokenKind } from "../../ports/run-store.js";
 import { resourceUrl, runPageUrl, type RunLinks } from "../github/check-run-summary.js";
 
 /** What a request proved. */
 export type Credential =
-  | { kind: "token"; tokenId: string; login: string; repo: string | null }
+  | { kind: "token"; tokenId: string; login: string; repo: string | null; tokenKind: TokenKind }
   | { kind: "link"; runId: string; exp: number; sig: string };
 
 const TOKEN_PREFIX = "sluice_";
@@ -56,7 +57,7 @@ export async function tokenCredential(store: RunStore, authorization: string | u
   if (!m || !TOKEN_SHAPE.test(m[1]!)) return undefined;
   const t = await store.findToken(hashToken(m[1]!));
   if (!t || !tokenIsLive(t, now)) return undefined;
-  return { kind: "token", tokenId: t.id, login: t.login, repo: t.repo };
+  return { kind: "token", tokenId: t.id, login: t.login, repo: t.repo, tokenKind: t.kind };
 }
 
 /** Signs and verifies links to one run with the server's key. */

@@ -5,8 +5,10 @@
  * check-run reporter counts its API calls. Active runs by status are read from the store at
  * each scrape, so every process of a cluster reports the same numbers.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Runtime } from "../../app/runtime.js";
+import type { RunState } from "../../core/engine/state.js";
+import type { RunStore } from "../../ports/run-store.js";
 
 export interface SluiceMetrics {
   registry: Registry;
@@ -33,14 +35,39 @@ export interface SluiceMetrics {
   githubHolds: Counter;
   /** `sluice_github_outbox_total{kind,outcome}`: writes of the GitHub outbox (replies, reactions, check runs, sticky comments) by outcome (sent | skipped | retried | dropped). */
   githubOutbox: Counter<"kind" | "outcome">;
+  /** `sluice_step_duration_seconds{kind,outcome}`: how long step attempts this process finished took. */
+  stepDuration: Histogram<"kind" | "outcome">;
+  /** `sluice_webhook_intake_seconds{outcome}`: from a GitHub delivery's arrival to its answer (outcome accepted | rejected | failed). */
+  webhookIntake: Histogram<"outcome">;
+  /** `sluice_gates_open`: gates waiting for a decision now (read from the store at each scrape). */
+  gatesOpen: Gauge;
+  /** `sluice_gate_oldest_open_seconds`: how long the oldest open gate has waited (0: none). */
+  gateOldest: Gauge;
+  /** `sluice_github_outbox_depth`: writes waiting in the GitHub outbox (read from the store at each scrape). */
+  outboxDepth: Gauge;
+  /** Where the gauges read from the store come from (observeStore sets it). */
+  reader?: StoreReader;
 }
+
+/** What the store-read gauges need, given by the composition. */
+export interface StoreReader {
+  /** When each open gate opened (epoch ms). */
+  gatesOpenedAt(): Promise<number[]>;
+  outboxDepth(): Promise<number>;
+  clock(): number;
+}
+
+/** Step durations: a function's milliseconds up to a deploy's hour. */
+const STEP_BUCKETS = [0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600];
+/** Webhook intake: recorded in the store before the answer, so milliseconds to seconds. */
+const INTAKE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
 
 export const ACTIVE_STATUSES = ["queued", "running", "waiting"] as const;
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): SluiceMetrics {
   const registry = new Registry();
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: "sluice_" });
-  return {
+  const m: SluiceMetrics = {
     registry,
     activeRuns: new Gauge({ name: "sluice_runs", help: "Runs that are queued, running or waiting, by status.", labelNames: ["status"], registers: [registry] }),
     runsCompleted: new Counter({ name: "sluice_runs_completed_total", help: "Runs this process saw end, by final status.", labelNames: ["status"], registers: [registry] }),
@@ -82,6 +109,74 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): SluiceMe
       labelNames: ["kind", "outcome"],
       registers: [registry],
     }),
+    stepDuration: new Histogram({
+      name: "sluice_step_duration_seconds",
+      help: "Step attempts finished by this process, by step kind and outcome: how long each took.",
+      labelNames: ["kind", "outcome"],
+      buckets: STEP_BUCKETS,
+      registers: [registry],
+    }),
+    webhookIntake: new Histogram({
+      name: "sluice_webhook_intake_seconds",
+      help: "GitHub webhook deliveries: from arrival to answer (the delivery is recorded before it is answered), by outcome.",
+      labelNames: ["outcome"],
+      buckets: INTAKE_BUCKETS,
+      registers: [registry],
+    }),
+    gatesOpen: new Gauge({
+      name: "sluice_gates_open",
+      help: "Gates waiting for a human decision now.",
+      registers: [registry],
+      async collect() {
+        const opened = await m.reader?.gatesOpenedAt().catch(() => undefined);
+        if (opened) this.set(opened.length);
+      },
+    }),
+    gateOldest: new Gauge({
+      name: "sluice_gate_oldest_open_seconds",
+      help: "How long the oldest open gate has waited, in seconds (0 when none is open).",
+      registers: [registry],
+      async collect() {
+        // A store out of reach keeps the last values: the scrape still answers.
+        const opened = await m.reader?.gatesOpenedAt().catch(() => undefined);
+        if (opened) this.set(opened.length ? Math.max(0, (m.reader!.clock() - Math.min(...opened)) / 1000) : 0);
+      },
+    }),
+    outboxDepth: new Gauge({
+      name: "sluice_github_outbox_depth",
+      help: "Writes waiting in the GitHub outbox (replies, reactions, announcements, check runs).",
+      registers: [registry],
+      async collect() {
+        const depth = await m.reader?.outboxDepth().catch(() => undefined);
+        if (depth !== undefined) this.set(depth);
+      },
+    }),
+  };
+  return m;
+}
+
+/** The open gates of a run's state: when each opened. */
+function openGatesOf(state: RunState): number[] {
+  if (state.completed) return [];
+  return Object.values(state.steps).flatMap((s) => (s.gate && !s.settled && s.status === "waiting" ? [s.gate.openedAt] : []));
+}
+
+/**
+ * The gauges read from the store at each scrape (every process of a cluster reports the same
+ * numbers): the open gates and the oldest one's age, the outbox's depth.
+ */
+export function observeStore(
+  m: SluiceMetrics,
+  opts: { store: Pick<RunStore, "listRuns">; load(id: string): Promise<{ state: RunState }>; outboxDepth(): Promise<number>; clock?: () => number },
+): void {
+  m.reader = {
+    async gatesOpenedAt() {
+      const opened: number[] = [];
+      for (const r of await opts.store.listRuns({ status: ["waiting"] })) opened.push(...openGatesOf((await opts.load(r.id)).state));
+      return opened;
+    },
+    outboxDepth: opts.outboxDepth,
+    clock: opts.clock ?? Date.now,
   };
 }
 
@@ -100,7 +195,10 @@ export function observeRuntime(runtime: Runtime, m: SluiceMetrics = metrics): vo
     for (const e of events) {
       if (e.type === "step_succeeded" || e.type === "step_failed") {
         const kind = state.flow.steps.find((s) => s.id === e.step)?.kind ?? "unknown";
-        m.stepExecutions.inc({ kind, outcome: e.type === "step_succeeded" ? "succeeded" : "failed" });
+        const outcome = e.type === "step_succeeded" ? "succeeded" : "failed";
+        m.stepExecutions.inc({ kind, outcome });
+        const started = state.steps[e.step]?.startedAt;
+        if (started !== undefined && e.at >= started) m.stepDuration.observe({ kind, outcome }, (e.at - started) / 1000);
       } else if (e.type === "run_completed") {
         m.runsCompleted.inc({ status: e.status });
       }

@@ -164,7 +164,7 @@ export function checkReportedSeq(runId: string, seq: number, runSeq: number | un
 }
 
 /** Checks a token to record (the store keeps its hash, never the token). */
-export function checkNewToken(t: { id: string; hash: string; login: string; repo: string | null; createdAt: number; expiresAt: number | null; revokedAt: number | null }): void {
+export function checkNewToken(t: { id: string; hash: string; login: string; repo: string | null; kind: string; createdAt: number; expiresAt: number | null; revokedAt: number | null }): void {
   if (typeof t !== "object" || t === null) throw new SluiceError("INPUT_INVALID", "a token must be an object");
   if (typeof t.id !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(t.id)) throw new SluiceError("INPUT_INVALID", `a token id is 1 to 64 letters, digits, _ or -, got '${String(t.id)}'`);
   if (typeof t.hash !== "string" || !/^[0-9a-f]{64}$/.test(t.hash)) throw new SluiceError("INPUT_INVALID", `token '${t.id}' needs the SHA-256 of its secret as 64 lowercase hex digits`, { id: t.id });
@@ -172,6 +172,7 @@ export function checkNewToken(t: { id: string; hash: string; login: string; repo
   if (t.repo !== null && (typeof t.repo !== "string" || !/^[^/\s]+\/[^/\s]+$/.test(t.repo))) {
     throw new SluiceError("INPUT_INVALID", `token '${t.id}' is restricted to a repository as owner/name, not '${String(t.repo)}'`, { id: t.id });
   }
+  if (t.kind !== "human" && t.kind !== "agent") throw new SluiceError("INPUT_INVALID", `token '${t.id}' is a human's or an agent's, not '${String(t.kind)}'`, { id: t.id });
   checkTime(t.createdAt, "createdAt");
   if (t.expiresAt !== null) checkTime(t.expiresAt, "expiresAt");
   if (t.revokedAt !== null) checkTime(t.revokedAt, "revokedAt");

@@ -5,7 +5,7 @@
  * file (the first media type stays: a ref names bytes, not a label).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SluiceError } from "../../core/errors.js";
 import type { ResourceRef, ResourceStore } from "../../ports/resource-store.js";
@@ -86,11 +86,41 @@ export class FileResourceStore implements ResourceStore {
         throw err;
       });
       if (!existing || existing.size !== data.byteLength) await this.writeAtomic(path, data);
+      // Stored again: retention counts a resource's age from its last store (storedBefore).
+      else await utimes(path, new Date(), new Date());
       return { $resource: resourceRefOf(hex), size: data.byteLength, media_type: stored };
     } catch (err) {
       if (err instanceof SluiceError) throw err;
       throw new SluiceError("STORE_ERROR", `could not store a resource under ${this.dir}: ${(err as Error).message}`);
     }
+  }
+
+  /** The resources (hex digests) last stored before `before` (epoch ms): retention's candidates. */
+  async storedBefore(before: number): Promise<string[]> {
+    const root = join(this.dir, "sha256");
+    const out: string[] = [];
+    for (const prefix of await readdir(root).catch(() => [] as string[])) {
+      if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
+      for (const name of await readdir(join(root, prefix)).catch(() => [] as string[])) {
+        if (!/^[0-9a-f]{62}$/.test(name)) continue;
+        const st = await stat(join(root, prefix, name)).catch(() => undefined);
+        if (st && st.mtimeMs < before) out.push(prefix + name);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Deletes a resource (its bytes, then its label) unless it was stored again since `before`;
+   * true when it was deleted.
+   */
+  async deleteStoredBefore(hex: string, before: number): Promise<boolean> {
+    const path = this.pathOf(parseResourceRef(resourceRefOf(hex)));
+    const st = await stat(path).catch(() => undefined);
+    if (!st || st.mtimeMs >= before) return false;
+    await rm(path, { force: true });
+    await rm(`${path}.json`, { force: true });
+    return true;
   }
 
   async get(ref: string): Promise<{ data: Uint8Array; mediaType: string } | undefined> {

@@ -29,7 +29,7 @@ export interface StepErrorInfo {
 
 export interface ApprovalSignal {
   login: string;
-  via: "cli" | "comment" | "review" | "check_run" | "api";
+  via: "cli" | "comment" | "review" | "check_run" | "api" | "web";
   decision: "approve" | "reject";
   digest?: string;
   comment?: string;
@@ -40,7 +40,7 @@ export interface ApprovalSignal {
   /**
    * Where the decision was made, for the place rule (SPEC §5): the issue or pull request of a
    * comment or review, and the commit a review looked at (`review.commit_id`). Decisions from
-   * the CLI, the API and the run's own check run carry none.
+   * the CLI, the API, the run page and the run's own check run carry none.
    */
   place?: { issue?: number; commit?: string };
 }

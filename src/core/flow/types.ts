@@ -128,6 +128,8 @@ export interface Policy {
   drafts: { forks: "never" | "always" };
   /** Whether a gate's own allow_self_approval may take effect (default false). */
   allow_self_approval: boolean;
+  /** A webhook connection told when a gate opens, escalates or nears its deadline (absent: none). */
+  notify?: { connection: string };
 }
 
 export interface Config {

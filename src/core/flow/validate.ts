@@ -386,6 +386,13 @@ export function validateConfig(text: string, opts: { file?: string } = {}): Conf
       });
     }
   }
+  // Gates are announced to the webhook the policy names: a name that reaches nothing would stay silent.
+  if (isObject(policy.notify) && typeof policy.notify.connection === "string") {
+    const name = policy.notify.connection;
+    const conn = isObject(raw.connections) ? raw.connections[name] : undefined;
+    if (!isObject(conn)) add("CONNECTION_UNKNOWN", `policy.notify.connection '${name}' is not declared in connections`, "/policy/notify/connection");
+    else if (conn.type !== "webhook") add("CONFIG_SCHEMA", `policy.notify.connection '${name}' is a ${String(conn.type)} connection; gates are announced to a webhook`, "/policy/notify/connection");
+  }
   diagnostics.sort((a, b) => a.line - b.line || a.column - b.column);
   if (diagnostics.some((d) => d.severity === "error")) return { diagnostics };
   return { config: normaliseConfig(raw), diagnostics };
@@ -403,6 +410,7 @@ export function normaliseConfig(raw: Record<string, unknown> = {}): Config {
       deny: (p.deny as Config["policy"]["deny"] | undefined) ?? {},
       drafts: (p.drafts as Config["policy"]["drafts"] | undefined) ?? DEFAULT_POLICY.drafts,
       allow_self_approval: p.allow_self_approval === true,
+      ...(isObject(p.notify) && typeof p.notify.connection === "string" ? { notify: { connection: p.notify.connection } } : {}),
     },
   };
 }

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashToken, LINK_TTL_MS, newToken, openLinkSigner, type LinkSigner } from "../../../src/adapters/server/auth.js";
 import { createMetrics, type SluiceMetrics } from "../../../src/adapters/server/metrics.js";
 import { createRoutes, type RouteHandler } from "../../../src/adapters/server/routes.js";
+import { createWebHandler } from "../../../src/adapters/server/web/handler.js";
 import { defaultExecutors } from "../../../src/adapters/steps/index.js";
 import { FileResourceStore } from "../../../src/adapters/store/file-resource-store.js";
 import { openSqliteRunStore } from "../../../src/adapters/store/sqlite/sqlite-run-store.js";
@@ -87,7 +88,7 @@ const tokens = { all: "", widgets: "", other: "", revoked: "", expired: "" };
 
 async function makeToken(login: string, repo: string | null, over: { revokedAt?: number; expiresAt?: number } = {}): Promise<string> {
   const t = newToken();
-  await store.createToken({ id: t.id, hash: t.hash, login, repo, createdAt: Date.now(), expiresAt: over.expiresAt ?? null, revokedAt: over.revokedAt ?? null });
+  await store.createToken({ id: t.id, hash: t.hash, login, repo, kind: "human", createdAt: Date.now(), expiresAt: over.expiresAt ?? null, revokedAt: over.revokedAt ?? null });
   return t.secret;
 }
 
@@ -126,7 +127,10 @@ beforeAll(async () => {
     publicUrl: base,
   });
   links = await openLinkSigner(store);
-  handler = createRoutes({ runtime, store, publicUrl: base, links, logger, metrics: m });
+  // As the server registers them: the pages for people (the run page) first, then the routes.
+  const web = createWebHandler({ runtime, store, publicUrl: base, links, logger, githubFor: async () => undefined });
+  const routes = createRoutes({ runtime, store, publicUrl: base, links, logger, metrics: m });
+  handler = async (req, res) => (await web(req, res)) || routes(req, res);
   h = handler;
   tokens.all = await makeToken("ann", null);
   tokens.widgets = await makeToken("ann", "acme/widgets");
@@ -266,7 +270,7 @@ describe("the runs API", () => {
   });
 });
 
-describe("GET /runs/<id>: the run page", () => {
+describe("GET /runs/<id>: the run page (the web handler, before the routes)", () => {
   it("shows steps, gate, release and journal, escaped, without callback tokens", async () => {
     const id = await startRun(GATED, { note: "<script>alert(1)</script>" });
     const r = await get(`${base}/runs/${id}`, { headers: { accept: "text/html" } });
@@ -287,8 +291,8 @@ describe("GET /runs/<id>: the run page", () => {
     expect(html).toContain("Ship &lt;b&gt;it&lt;/b&gt;? &lt;script&gt;alert(1)&lt;/script&gt;");
     const token = new URL(await callbackUrl(id, "result")).pathname.split("/").pop()!;
     expect(html).not.toContain(token);
-    // Still active: the page refreshes itself.
-    expect(html).toContain('http-equiv="refresh"');
+    // Still active: the page follows the run's events live, with a signed subscription.
+    expect(html).toMatch(new RegExp(`new EventSource\\("${base}/runs/${id}/events\\?exp=[0-9]+&sig=[A-Za-z0-9_-]{43}"\\)`));
   });
 
   it("an unknown run asked for by a browser is an HTML 404", async () => {

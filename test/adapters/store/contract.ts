@@ -1031,14 +1031,15 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
         const s = await store();
         const id = uid("tok");
         const hash = hashOf();
-        await s.createToken({ id, hash, login: "ann", repo: "acme/widgets", createdAt: T0, expiresAt: T0 + 1_000, revokedAt: null });
-        const token = { id, login: "ann", repo: "acme/widgets", createdAt: T0, expiresAt: T0 + 1_000, revokedAt: null };
+        await s.createToken({ id, hash, login: "ann", repo: "acme/widgets", kind: "human", createdAt: T0, expiresAt: T0 + 1_000, revokedAt: null });
+        const token = { id, login: "ann", repo: "acme/widgets", kind: "human", createdAt: T0, expiresAt: T0 + 1_000, revokedAt: null };
         expect(await (await another()).findToken(hash)).toEqual(token);
         expect(await s.findToken(hashOf())).toBeUndefined();
         const later = uid("tok");
-        await s.createToken({ id: later, hash: hashOf(), login: "bob", repo: null, createdAt: T0 + 5, expiresAt: null, revokedAt: null });
+        await s.createToken({ id: later, hash: hashOf(), login: "bob", repo: null, kind: "agent", createdAt: T0 + 5, expiresAt: null, revokedAt: null });
         const listed = (await s.listTokens()).filter((t) => t.id === id || t.id === later);
         expect(listed.map((t) => t.id)).toEqual([later, id]);
+        expect(listed[0]!.kind).toBe("agent");
         expect(listed[1]).toEqual(token);
         expect(await s.revokeToken(id, T0 + 10)).toEqual({ ...token, revokedAt: T0 + 10 });
         // A second revocation keeps the first time.
@@ -1051,7 +1052,7 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
         const s = await store();
         const id = uid("tok");
         const hash = hashOf();
-        const base = { id, hash, login: "ann", repo: null, createdAt: T0, expiresAt: null, revokedAt: null };
+        const base = { id, hash, login: "ann", repo: null, kind: "human" as const, createdAt: T0, expiresAt: null, revokedAt: null };
         await s.createToken(base);
         await expect(s.createToken({ ...base, hash: hashOf() })).rejects.toBeInstanceOf(ConflictError);
         await expect(s.createToken({ ...base, id: uid("tok") })).rejects.toBeInstanceOf(ConflictError);
@@ -1059,6 +1060,7 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
         await expectCode(s.createToken({ ...base, id: uid("tok"), hash: hashOf(), login: "" }), "INPUT_INVALID");
         await expectCode(s.createToken({ ...base, id: uid("tok"), hash: hashOf(), repo: "widgets" }), "INPUT_INVALID");
         await expectCode(s.createToken({ ...base, id: "has space", hash: hashOf() }), "INPUT_INVALID");
+        await expectCode(s.createToken({ ...base, id: uid("tok"), hash: hashOf(), kind: "robot" as "agent" }), "INPUT_INVALID");
       });
     });
 
@@ -1219,6 +1221,87 @@ export function runStoreContract(name: string, open: () => Promise<RunStore>, cl
           await stop();
         }
         await stop(); // twice: a no-op
+      });
+    });
+
+    describe("retention", () => {
+      const DAY = 86_400_000;
+      // Far before every other test's times: the prune calls are global.
+      const OLD = T0 - 1_000 * DAY;
+
+      async function endedRun(s: RunStore, at: number, status: RunStatus, tokens: { token: string; step: string }[] = []): Promise<string> {
+        const run = newRun({ createdAt: at, callbackTokens: tokens });
+        await s.createRun(run, [created(run.id, at)]);
+        const end: JournalEvent[] =
+          status === "succeeded" || status === "failed" || status === "cancelled" || status === "timed_out"
+            ? [{ type: "run_completed", at: at + 1, status, outputs: {} }]
+            : [{ type: "run_started", at: at + 1 }];
+        await s.append(run.id, 1, end, { status, wakeAt: null });
+        return run.id;
+      }
+
+      it("deletes ended runs older than the cutoff with their journals, callback tokens and reports, and keeps the rest", async () => {
+        const s = await store();
+        const token = uid("tok");
+        const old = await endedRun(s, OLD, "succeeded", [{ token, step: "wait" }]);
+        const oldFailed = await endedRun(s, OLD + 10, "failed");
+        await s.markReported(old, 2, { check_run: 1 });
+        const waiting = await endedRun(s, OLD, "waiting");
+        const recent = await endedRun(s, T0 - 500 * DAY, "succeeded");
+
+        // The limit bounds one transaction; the oldest go first.
+        expect(await s.pruneRuns(OLD + 900 * DAY / 2, 1)).toEqual([old]);
+        expect(await s.getRun(old)).toBeUndefined();
+        expect(await s.loadJournal(old)).toEqual([]);
+        expect(await s.findCallback(token)).toBeUndefined();
+        expect(await s.getReport(old)).toBeUndefined();
+        expect(await s.pruneRuns(OLD + 900 * DAY / 2, 100)).toEqual([oldFailed]);
+
+        // A run that has not ended stays, however old; a recent one stays.
+        expect((await s.getRun(waiting))?.status).toBe("waiting");
+        expect(await s.loadJournal(waiting)).toHaveLength(2);
+        expect((await s.getRun(recent))?.status).toBe("succeeded");
+        expect(await s.pruneRuns(OLD + 900 * DAY / 2, 100)).toEqual([]);
+        await expect(s.pruneRuns(Number.NaN, 1)).rejects.toBeInstanceOf(SluiceError);
+        // Leave nothing of this test for the others' global queries.
+        await s.append(waiting, 2, [{ type: "run_completed", at: OLD + 2, status: "cancelled", outputs: {} }], { status: "cancelled", wakeAt: null });
+        expect(await s.pruneRuns(OLD + 900 * DAY / 2, 100)).toEqual([waiting]);
+      });
+
+      it("drops the payloads of processed deliveries older than the cutoff, never of one still to process, and keeps their ids", async () => {
+        const s = await store();
+        const done = { id: uid("d"), event: "push", payload: { big: "x".repeat(1000) }, receivedAt: OLD };
+        const pending = { id: uid("d"), event: "push", payload: { big: "y" }, receivedAt: OLD };
+        const young = { id: uid("d"), event: "push", payload: { big: "z" }, receivedAt: T0 };
+        for (const d of [done, pending, young]) await s.recordDelivery(d);
+        const claimed = await s.claimDeliveries("w", T0, 60_000, 100);
+        expect(claimed.map((d) => d.id)).toEqual(expect.arrayContaining([done.id, pending.id, young.id]));
+        await s.finishDelivery(done.id, {});
+        await s.finishDelivery(young.id, {});
+        await s.finishDelivery(pending.id, { retryAt: T0 + 1 });
+        expect(await s.pruneDeliveries(OLD + 1)).toBe(1);
+        expect(await s.pruneDeliveries(OLD + 1)).toBe(0);
+        // Every id is still known: a replay is refused, however old.
+        for (const d of [done, pending, young]) expect(await s.recordDelivery(d)).toBe(false);
+        // The pending delivery keeps its payload for its next attempt.
+        const again = await s.claimDeliveries("w", T0 + 2, 60_000, 100);
+        expect(again.find((d) => d.id === pending.id)?.payload).toEqual({ big: "y" });
+        await s.finishDelivery(pending.id, {});
+      });
+
+      it("deletes expired kv entries and hook claims, and keeps live ones", async () => {
+        const s = await store();
+        const ns = uid("acme/retention");
+        await s.kvSet(ns, "gone", 1, { now: OLD, ttlMs: 1_000 });
+        await s.kvSet(ns, "live", 2, { now: OLD, ttlMs: 10_000 });
+        await s.kvSet(ns, "forever", 3, { now: OLD });
+        const claim = uid("hook");
+        expect(await s.claimHookKeys([claim], OLD, OLD + 1_000)).toBe(true);
+        expect(await s.pruneExpired(OLD + 5_000)).toBeGreaterThanOrEqual(2);
+        const left = (await s.kvList(ns, OLD)).map((e) => e.key).sort();
+        expect(left).toEqual(["forever", "live"]);
+        // The claim is gone: the same key may be claimed again (at a time it would have been held).
+        expect(await s.claimHookKeys([claim], OLD + 500, OLD + 2_000)).toBe(true);
       });
     });
 

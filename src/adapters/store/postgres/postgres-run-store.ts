@@ -16,7 +16,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { ConflictError, SluiceError } from "../../../core/errors.js";
 import type { JournalEvent, Release } from "../../../core/engine/events.js";
-import type { ApiToken, AppendUpdate, Delivery, KvEntry, KvWrite, NewRun, RunFilter, RunRecord, RunStore, StoredEvent } from "../../../ports/run-store.js";
+import { TERMINAL_STATUSES, type ApiToken, type AppendUpdate, type Delivery, type KvEntry, type KvWrite, type NewRun, type RunFilter, type RunRecord, type RunStore, type StoredEvent } from "../../../ports/run-store.js";
 import type { Logger } from "../../../ports/step-executor.js";
 import {
   checkDelivery,
@@ -89,17 +89,18 @@ interface TokenRow {
   id: string;
   login: string;
   repo: string | null;
+  kind: string;
   created_at: string;
   expires_at: string | null;
   revoked_at: string | null;
 }
 
-const TOKEN_COLUMNS = "id, login, repo, created_at, expires_at, revoked_at";
+const TOKEN_COLUMNS = "id, login, repo, kind, created_at, expires_at, revoked_at";
 
 const epoch = (v: string | null): number | null => (v === null ? null : Number(v));
 
 function toToken(row: TokenRow): ApiToken {
-  return { id: row.id, login: row.login, repo: row.repo, createdAt: Number(row.created_at), expiresAt: epoch(row.expires_at), revokedAt: epoch(row.revoked_at) };
+  return { id: row.id, login: row.login, repo: row.repo, kind: row.kind === "agent" ? "agent" : "human", createdAt: Number(row.created_at), expiresAt: epoch(row.expires_at), revokedAt: epoch(row.revoked_at) };
 }
 
 function toRecord(row: RunRow): RunRecord {
@@ -868,8 +869,8 @@ export class PostgresRunStore implements RunStore {
     checkNewToken(token);
     const res = await this.q(
       "createToken",
-      `INSERT INTO api_tokens (id, hash, login, repo, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-      [token.id, token.hash, token.login, token.repo, token.createdAt, token.expiresAt, token.revokedAt],
+      `INSERT INTO api_tokens (id, hash, login, repo, kind, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+      [token.id, token.hash, token.login, token.repo, token.kind, token.createdAt, token.expiresAt, token.revokedAt],
       false,
     );
     if (res.rowCount !== 1) throw new ConflictError(`token '${token.id}' already exists`, { id: token.id });
@@ -901,6 +902,39 @@ export class PostgresRunStore implements RunStore {
     await this.q("serverKey", "INSERT INTO server_keys (name, key, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING", [name, candidate, Date.now()]);
     const res = await this.q<{ key: string }>("serverKey", "SELECT key FROM server_keys WHERE name = $1", [name]);
     return res.rows[0]!.key;
+  }
+
+  async pruneRuns(before: number, limit: number): Promise<string[]> {
+    checkTime(before, "before");
+    checkLimit(limit, "limit");
+    return this.tx("pruneRuns", async (c) => {
+      // Locked and skipped when another transaction holds the run (a worker finishing it).
+      const res = await c.query<{ id: string }>(
+        prepared("SELECT id FROM runs WHERE updated_at < $1 AND status = ANY($2::text[]) ORDER BY updated_at, ord LIMIT $3 FOR UPDATE SKIP LOCKED", [before, TERMINAL_STATUSES, limit]),
+      );
+      const ids = res.rows.map((r) => r.id);
+      if (ids.length) {
+        await c.query(prepared("DELETE FROM events WHERE run_id = ANY($1::text[])", [ids]));
+        await c.query(prepared("DELETE FROM callback_tokens WHERE run_id = ANY($1::text[])", [ids]));
+        await c.query(prepared("DELETE FROM reports WHERE run_id = ANY($1::text[])", [ids]));
+        await c.query(prepared("DELETE FROM runs WHERE id = ANY($1::text[])", [ids]));
+      }
+      return ids;
+    });
+  }
+
+  async pruneDeliveries(before: number): Promise<number> {
+    checkTime(before, "before");
+    return (await this.q("pruneDeliveries", "UPDATE deliveries SET payload = 'null'::json WHERE received_at < $1 AND processed_at IS NOT NULL AND payload::text <> 'null'", [before])).rowCount ?? 0;
+  }
+
+  async pruneExpired(now: number): Promise<number> {
+    checkTime(now, "now");
+    return this.tx("pruneExpired", async (c) => {
+      const kv = await c.query(prepared("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= $1", [now]));
+      const claims = await c.query(prepared("DELETE FROM hook_claims WHERE expires_at <= $1", [now]));
+      return (kv.rowCount ?? 0) + (claims.rowCount ?? 0);
+    });
   }
 
   async claimHookKeys(keys: readonly string[], now: number, expiresAt: number): Promise<boolean> {

@@ -132,4 +132,12 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX hook_claims_expiry ON hook_claims (expires_at);
     `,
   },
+  {
+    version: 5,
+    name: "api token kinds",
+    // A person's token decides gates; an agent's starts runs and reads. Tokens made before are people's.
+    sql: `
+      ALTER TABLE api_tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'human' CHECK (kind IN ('human', 'agent'));
+    `,
+  },
 ];

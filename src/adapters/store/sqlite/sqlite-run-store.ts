@@ -14,7 +14,7 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { ConflictError, SluiceError } from "../../../core/errors.js";
 import type { JournalEvent, Release } from "../../../core/engine/events.js";
-import type { ApiToken, AppendUpdate, Delivery, KvEntry, KvWrite, NewRun, RunFilter, RunRecord, RunStore, StoredEvent } from "../../../ports/run-store.js";
+import { TERMINAL_STATUSES, type ApiToken, type AppendUpdate, type Delivery, type KvEntry, type KvWrite, type NewRun, type RunFilter, type RunRecord, type RunStore, type StoredEvent } from "../../../ports/run-store.js";
 import {
   checkDelivery,
   checkHookKeys,
@@ -86,15 +86,16 @@ interface TokenRow {
   id: string;
   login: string;
   repo: string | null;
+  kind: string;
   created_at: number;
   expires_at: number | null;
   revoked_at: number | null;
 }
 
-const TOKEN_COLUMNS = "id, login, repo, created_at, expires_at, revoked_at";
+const TOKEN_COLUMNS = "id, login, repo, kind, created_at, expires_at, revoked_at";
 
 function toToken(row: TokenRow): ApiToken {
-  return { id: row.id, login: row.login, repo: row.repo, createdAt: row.created_at, expiresAt: row.expires_at, revokedAt: row.revoked_at };
+  return { id: row.id, login: row.login, repo: row.repo, kind: row.kind === "agent" ? "agent" : "human", createdAt: row.created_at, expiresAt: row.expires_at, revokedAt: row.revoked_at };
 }
 
 function toRecord(row: RunRow): RunRecord {
@@ -703,8 +704,8 @@ export class SqliteRunStore implements RunStore {
     this.tx("createToken", () => {
       const taken = this.stmt("SELECT 1 FROM api_tokens WHERE id = ? OR hash = ?").get(token.id, token.hash);
       if (taken) throw new ConflictError(`token '${token.id}' already exists`, { id: token.id });
-      this.stmt(`INSERT INTO api_tokens (id, hash, login, repo, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
-        .run(token.id, token.hash, token.login, token.repo, token.createdAt, token.expiresAt, token.revokedAt);
+      this.stmt(`INSERT INTO api_tokens (id, hash, login, repo, kind, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(token.id, token.hash, token.login, token.repo, token.kind, token.createdAt, token.expiresAt, token.revokedAt);
     });
   }
 
@@ -747,6 +748,36 @@ export class SqliteRunStore implements RunStore {
       const claim = this.stmt("INSERT INTO hook_claims (key, expires_at) VALUES (?, ?)");
       for (const k of sorted) claim.run(k, expiresAt);
       return true;
+    });
+  }
+
+  async pruneRuns(before: number, limit: number): Promise<string[]> {
+    checkTime(before, "before");
+    checkLimit(limit, "limit");
+    return this.tx("pruneRuns", () => {
+      const ids = (
+        this.stmt(`SELECT id FROM runs WHERE updated_at < ? AND status IN (${TERMINAL_STATUSES.map(() => "?").join(", ")}) ORDER BY updated_at, ord LIMIT ?`).all(before, ...TERMINAL_STATUSES, limit) as { id: string }[]
+      ).map((r) => r.id);
+      for (const id of ids) {
+        this.stmt("DELETE FROM events WHERE run_id = ?").run(id);
+        this.stmt("DELETE FROM callback_tokens WHERE run_id = ?").run(id);
+        this.stmt("DELETE FROM reports WHERE run_id = ?").run(id);
+        this.stmt("DELETE FROM runs WHERE id = ?").run(id);
+      }
+      return ids;
+    });
+  }
+
+  async pruneDeliveries(before: number): Promise<number> {
+    checkTime(before, "before");
+    return this.tx("pruneDeliveries", () => this.stmt("UPDATE deliveries SET payload = 'null' WHERE received_at < ? AND processed_at IS NOT NULL AND payload <> 'null'").run(before).changes);
+  }
+
+  async pruneExpired(now: number): Promise<number> {
+    checkTime(now, "now");
+    return this.tx("pruneExpired", () => {
+      const kv = this.stmt("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?").run(now).changes;
+      return kv + this.stmt("DELETE FROM hook_claims WHERE expires_at <= ?").run(now).changes;
     });
   }
 

@@ -1,0 +1,37 @@
+/**
+ * What the API reads from GitHub, through the app's installation on each repository: flows (as
+ * `/run` comments read them: the live release, or a ref's flows with the live config) and people
+ * (as approvals from GitHub resolve them: permission and team memberships, asked fresh). Its
+ * requests wait for the installation's budget as a command's reply does (bounded): a person is
+ * waiting for the answer.
+ */
+import { pickFlow } from "../../app/releases.js";
+import type { RunStore } from "../../ports/run-store.js";
+import type { Installations } from "../github/installations.js";
+import { personOf } from "../github/people.js";
+import { asLoaded, liveSnapshot, snapshotAt } from "../github/snapshot.js";
+import { GitHubFlowSource } from "../sources/github-flow-source.js";
+import type { ApiGitHub } from "./api.js";
+
+export function apiGitHub(store: RunStore, installations: Pick<Installations, "api">, now: () => number): ApiGitHub {
+  async function flows(repo: string, ref: string | undefined) {
+    const source = new GitHubFlowSource(repo, await installations.api(repo));
+    const live = await liveSnapshot(store, source, now());
+    if (ref === undefined) return asLoaded(live.snapshot, live.release);
+    const sha = await source.resolve(ref);
+    if (sha === live.release.sha) return asLoaded(live.snapshot, { sha, ref, kind: "live" });
+    // A draft: the flows at the ref, with the live release's config (a branch never weakens policy).
+    return asLoaded(await snapshotAt(source, sha, live.snapshot), { sha, ref, kind: "draft" });
+  }
+  return {
+    flows,
+    async flow(repo, name, ref) {
+      const loaded = await flows(repo, ref);
+      return { flow: pickFlow(loaded, name), config: loaded.config, release: loaded.release };
+    },
+    async person(repo, login, teams) {
+      const p = await personOf(await installations.api(repo), repo, { login }, teams);
+      return { is_bot: p.is_bot, permission: p.permission, teams: p.teams };
+    },
+  };
+}

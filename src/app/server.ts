@@ -22,6 +22,7 @@ import { defaultExecutors } from "../adapters/steps/index.js";
 import { FileResourceStore } from "../adapters/store/file-resource-store.js";
 import { createRetention, readRetentionEnv, type Retention, type RetentionConfig } from "../adapters/store/retention.js";
 import { openRunStore } from "../adapters/store/index.js";
+import { GitFlowSource } from "../adapters/sources/git-flow-source.js";
 import { GitHubFlowSource } from "../adapters/sources/github-flow-source.js";
 import { createBudget, readBudgetEnv, type GitHubBudget } from "../adapters/github/budget.js";
 import { deliveryKey, handleDelivery } from "../adapters/github/dispatch.js";
@@ -37,13 +38,15 @@ import { releaseSnapshotAt } from "../adapters/github/snapshot.js";
 import { runUrl, type GitHubDeps } from "../adapters/github/deps.js";
 import { openLinkSigner, type LinkSigner } from "../adapters/server/auth.js";
 import { metrics as defaultMetrics, observeStore } from "../adapters/server/metrics.js";
-import { apiGitHub } from "../adapters/server/api-github.js";
+import { apiCheckout, apiGitHub } from "../adapters/server/api-github.js";
 import { createRoutes } from "../adapters/server/routes.js";
 import { createOAuthClient } from "../adapters/server/oauth.js";
 import { createWebHandler } from "../adapters/server/web/handler.js";
 import { SluiceError } from "../core/errors.js";
 import type { Flow } from "../core/flow/types.js";
 import type { RunStore } from "../ports/run-store.js";
+import { findRepoRoot, localGitHub, localRepoName } from "./local.js";
+import { createLocalScheduler, runLocalSchedules } from "./local-schedules.js";
 import type { GitHubApi, Logger } from "../ports/step-executor.js";
 import { isStoreUnavailable, Runtime } from "./runtime.js";
 
@@ -184,6 +187,11 @@ export interface Sluice {
   notices: GateNotices;
   /** Prunes what retention lets go (one process at a time across the store). */
   retention: Retention;
+  /**
+   * Without the app's credentials, the git checkout the server was started in (if it was): its
+   * flows are what the API starts and its live release's schedules tick, as `sluice worker` does.
+   */
+  checkout?: Checkout;
   /** Signs the links to run pages (the check runs' details_url) with the key in the store. */
   links: LinkSigner;
   logger: Logger;
@@ -205,6 +213,24 @@ export interface SluiceAppOptions {
   pollMs?: number;
   /** Called once the app is composed and its loops run. */
   onReady?: (sluice: Sluice) => void;
+}
+
+/** A git checkout as a server without the app's credentials serves it. */
+export interface Checkout {
+  source: GitFlowSource;
+  repo: string;
+}
+
+/** The checkout `cwd` is in, with its repository's name as local mode gives it; undefined outside one. */
+async function openCheckout(cwd: string, env: NodeJS.ProcessEnv): Promise<Checkout | undefined> {
+  let root: string;
+  try {
+    root = findRepoRoot(cwd);
+  } catch {
+    return undefined;
+  }
+  const source = await GitFlowSource.open(root, env);
+  return { source, repo: source.repo.includes("/") ? source.repo : localRepoName(root) };
 }
 
 /**
@@ -239,6 +265,9 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
     void p.finally(() => background.delete(p));
   };
 
+  // Without the app's credentials the server is for local use: decisions as local mode makes them
+  // (GitHub tells no permissions), and the flows and schedules of the checkout it runs in.
+  const checkout = config.credentials ? undefined : await openCheckout(opts.cwd, opts.env);
   const resources = new FileResourceStore(join(config.home, "resources"));
   const runtime = new Runtime({
     store,
@@ -246,7 +275,7 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
     executors: defaultExecutors({ env: opts.env }),
     secrets,
     logger,
-    mode: "github",
+    mode: config.credentials ? "github" : "local",
     publicUrl: config.publicUrl,
     ...(config.leaseMs ? { leaseMs: config.leaseMs } : {}),
     ...(config.credentials
@@ -254,7 +283,12 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
           github: (repo: string) => installations.lazy(repo),
           readFile: (repo: string, sha: string, path: string) => new GitHubFlowSource(repo, installations.lazy(repo)).readFile(sha, path),
         }
-      : {}),
+      : checkout
+        ? {
+            github: (_repo: string, connection: Parameters<typeof localGitHub>[0], names: string[]) => localGitHub(connection, names),
+            readFile: (_repo: string, sha: string, path: string) => checkout.source.readFile(sha, path),
+          }
+        : {}),
   });
 
   const githubFor = async (repo: string): Promise<GitHubApi | undefined> => {
@@ -320,17 +354,22 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
   const controller = new AbortController();
   let fail: (e: SluiceError) => void = () => undefined;
   const failed = new Promise<SluiceError>((resolve) => (fail = resolve));
-  const loops = [
-    runtime.work(controller.signal, pollMs),
-    inbox.start(controller.signal),
-    scheduler.start(controller.signal),
-    reporter.start(controller.signal),
-    outbox.start(controller.signal),
-    notices.start(controller.signal),
-    retention.start(controller.signal),
-  ].map((p, i) =>
+  const running: [string, Promise<void>][] = [
+    ["worker", runtime.work(controller.signal, pollMs)],
+    ["inbox", inbox.start(controller.signal)],
+    ["scheduler", scheduler.start(controller.signal)],
+    ["reporter", reporter.start(controller.signal)],
+    ["outbox", outbox.start(controller.signal)],
+    ["notices", notices.start(controller.signal)],
+    ["retention", retention.start(controller.signal)],
+  ];
+  if (checkout) {
+    const ticks = createLocalScheduler({ store, source: async () => checkout.source, repo: async () => checkout.repo }, runtime, logger);
+    running.push(["schedules", runLocalSchedules(ticks, runtime, logger, controller.signal)]);
+  }
+  const loops = running.map(([loop, p]) =>
     p.catch((e: unknown) => {
-      logger.error("a server loop stopped", { loop: ["worker", "inbox", "scheduler", "reporter", "outbox", "notices", "retention"][i], error: e instanceof Error ? e.message : String(e) });
+      logger.error("a server loop stopped", { loop, error: e instanceof Error ? e.message : String(e) });
       if (isStoreUnavailable(e)) fail(e as SluiceError);
     }),
   );
@@ -348,6 +387,7 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
     budget,
     notices,
     retention,
+    ...(checkout ? { checkout } : {}),
     links,
     logger,
     failed,
@@ -414,7 +454,11 @@ export function sluiceApp(opts: SluiceAppOptions): ApplicationFunction {
         publicUrl: sluice.config.publicUrl,
         links: sluice.links,
         logger: sluice.logger,
-        ...(sluice.config.credentials ? { github: apiGitHub(sluice.store, sluice.installations, () => sluice.runtime.now()) } : {}),
+        ...(sluice.config.credentials
+          ? { github: apiGitHub(sluice.store, sluice.installations, () => sluice.runtime.now()) }
+          : sluice.checkout
+            ? { github: apiCheckout(sluice.checkout.source, sluice.checkout.repo) }
+            : {}),
       }),
     );
     sluice.logger.info("sluice is serving", {

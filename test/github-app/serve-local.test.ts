@@ -1,6 +1,7 @@
 /**
  * The server without GitHub App credentials serves local use (a run's callback completes it, the
- * worker runs it) beside Probot's setup flow (`/setup`); a malformed private key stops the server
+ * worker runs it; started in a checkout, the API starts its flows and its schedules tick) beside
+ * Probot's setup flow (`/setup`); a malformed private key stops the server
  * with ENV_INVALID instead of falling back to the setup flow; LOG_FORMAT=json logs JSON lines
  * through one pino logger for Probot and Sluice, with no callback token in them.
  */
@@ -9,9 +10,12 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { newToken } from "../../src/adapters/server/auth.js";
+import { localRepoName } from "../../src/app/local.js";
 import { readServerConfig, startServer } from "../../src/app/server.js";
 import { SluiceError } from "../../src/core/errors.js";
 import { DEFAULT_CONFIG, validateFlow } from "../../src/core/flow/validate.js";
+import { makeRepo } from "../support/git-repo.js";
 import { freePort } from "../support/net.js";
 import { waitFor } from "./harness.js";
 
@@ -126,6 +130,75 @@ describe("sluice serve without GitHub credentials", { timeout: 60_000 }, () => {
       expect(lines.join("")).not.toContain(token);
     } finally {
       await running.stop();
+    }
+  });
+});
+
+const SHIP = `name: ship
+on: { manual: {} }
+steps:
+  - id: review
+    wait: { approval: { title: Ship it? } }
+  - id: done
+    function: { code: "return 'shipped'" }
+`;
+
+const TICK = `name: tick
+on:
+  schedule:
+    - cron: "* * * * * *"
+steps:
+  - id: hit
+    function: { code: "return 1" }
+`;
+
+describe("sluice serve without GitHub credentials, in a checkout", { timeout: 60_000 }, () => {
+  it("starts the checkout's flows through the API, decides as local mode does, and ticks its schedules", async () => {
+    const repo = makeRepo({ ".github/flows/ship.yml": SHIP, ".github/flows/tick.yml": TICK });
+    const port = await freePort();
+    const running = await startServer({
+      env: { PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "silent", SLUICE_HOME: join(dir, "checkout"), SLUICE_PUBLIC_URL: `http://127.0.0.1:${port}` },
+      cwd: repo.dir,
+      pollMs: 50,
+    });
+    try {
+      const sluice = running.sluice!;
+      const name = localRepoName(repo.dir);
+      expect(sluice.checkout?.repo).toBe(name);
+      const token = async (login: string) => {
+        const t = newToken();
+        await sluice.store.createToken({ id: t.id, hash: t.hash, login, repo: null, kind: "human", createdAt: Date.now(), expiresAt: null, revokedAt: null });
+        return t.secret;
+      };
+      const [ann, bob] = [await token("ann"), await token("bob")];
+      const post = async (path: string, as: string, body: unknown) => {
+        const r = await fetch(`${running.url}/api/v1${path}`, { method: "POST", headers: { authorization: `Bearer ${as}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+        return { status: r.status, body: (await r.json()) as { ok: boolean; data: any; error: { code: string } | null } };
+      };
+
+      const started = await post("/runs", ann, { repo: name, flow: "ship" });
+      expect(started.status, JSON.stringify(started.body)).toBe(201);
+      expect(started.body.data).toMatchObject({ flow: "ship", status: "waiting", release: { kind: "live", sha: repo.git("rev-parse", "HEAD") } });
+      const id = started.body.data.id as string;
+      // The person who started it cannot approve it; anyone else can, as in local mode.
+      const self = await post(`/runs/${id}/approve`, ann, {});
+      expect(self.status).toBe(403);
+      expect(self.body.error?.code).toBe("APPROVAL_NOT_ELIGIBLE");
+      const approved = await post(`/runs/${id}/approve`, bob, {});
+      expect(approved.status, JSON.stringify(approved.body)).toBe(200);
+      await waitFor("the run to succeed", async () => (await sluice.store.getRun(id))?.status === "succeeded");
+      // Only the checkout's repository is served.
+      const elsewhere = await post("/runs", ann, { repo: "acme/widgets", flow: "ship" });
+      expect(elsewhere.status).toBe(404);
+      expect(elsewhere.body.error?.code).toBe("NOT_FOUND");
+
+      // The live release's schedule ticks (counted from when the server first saw it).
+      await waitFor("a scheduled run to succeed", async () => (await sluice.store.listRuns({ flow: "tick" })).some((r) => r.status === "succeeded"));
+      const ticked = await sluice.store.listRuns({ flow: "tick" });
+      expect(ticked.every((r) => r.repo === name)).toBe(true);
+    } finally {
+      await running.stop();
+      repo.remove();
     }
   });
 });

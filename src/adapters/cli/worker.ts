@@ -5,13 +5,12 @@
  */
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
-import { setTimeout as sleep } from "node:timers/promises";
 import { workerPort, type Local } from "../../app/local.js";
 import { LinkSigner } from "../server/auth.js";
 import { createRoutes } from "../server/routes.js";
 import { createLogger } from "../logger.js";
 import { localTime } from "./format.js";
-import { createLocalScheduler } from "./local-schedules.js";
+import { createLocalScheduler, runLocalSchedules } from "../../app/local-schedules.js";
 import { EXIT, paint, type Io, type Report } from "./output.js";
 import { transitionLine } from "./runs.js";
 
@@ -77,21 +76,7 @@ export async function workerCommand(local: Local, opts: { once: boolean; pollMs?
   const scheduler = createLocalScheduler(local, rt, logger);
   io.stderr(`worker ${rt.workerId} started${server ? `; callbacks on ${local.publicUrl}/callbacks/<token>` : ""} (Ctrl-C stops it)\n`);
 
-  const schedules = (async () => {
-    while (!controller.signal.aborted) {
-      let next: number | undefined;
-      try {
-        const r = await scheduler.tickOnce();
-        next = r.next;
-        for (const id of r.started) void rt.advance(id).catch((e: unknown) => logger.error("advancing a scheduled run failed", { run: id, error: String(e) }));
-      } catch (e) {
-        logger.error("schedules could not be checked", { error: e instanceof Error ? e.message : String(e) });
-      }
-      // Wake at the next tick, and look again at least every 30 s (the default branch moves).
-      const wait = Math.max(50, Math.min(30_000, next === undefined ? 30_000 : next - rt.now() + 5));
-      await sleep(wait, undefined, { signal: controller.signal }).catch(() => undefined);
-    }
-  })();
+  const schedules = runLocalSchedules(scheduler, rt, logger, controller.signal);
   try {
     await rt.work(controller.signal, opts.pollMs);
     await schedules;

@@ -1,11 +1,14 @@
 /**
- * What the API reads from GitHub, through the app's installation on each repository: flows (as
+ * What the API reads from GitHub (or, on a server without the app's credentials, from the checkout
+ * it runs in). Through the app's installation on each repository: flows (as
  * `/run` comments read them: the live release, or a ref's flows with the live config) and people
  * (as approvals from GitHub resolve them: permission and team memberships, asked fresh). Its
  * requests wait for the installation's budget as a command's reply does (bounded): a person is
  * waiting for the answer.
  */
-import { pickFlow } from "../../app/releases.js";
+import { loadFlow, loadRelease, pickFlow } from "../../app/releases.js";
+import { SluiceError } from "../../core/errors.js";
+import type { FlowSource } from "../../ports/flow-source.js";
 import type { RunStore } from "../../ports/run-store.js";
 import type { Installations } from "../github/installations.js";
 import { personOf } from "../github/people.js";
@@ -32,6 +35,32 @@ export function apiGitHub(store: RunStore, installations: Pick<Installations, "a
     async person(repo, login, teams) {
       const p = await personOf(await installations.api(repo), repo, { login }, teams);
       return { is_bot: p.is_bot, permission: p.permission, teams: p.teams };
+    },
+  };
+}
+
+/**
+ * The API of a server without the app's credentials, for local use: the flows of the checkout it
+ * runs in (one repository), and people as local mode knows them: every login is taken at its word
+ * (the token's), and anyone but the run's trigger actor counts as having write access.
+ */
+export function apiCheckout(source: FlowSource, repo: string): ApiGitHub {
+  const only = (asked: string) => {
+    if (asked.toLowerCase() !== repo.toLowerCase()) {
+      throw new SluiceError("NOT_FOUND", `this server has no GitHub App credentials: it serves the flows of its own checkout, ${repo}, not ${asked}`, { repo: asked });
+    }
+  };
+  return {
+    async flows(asked, ref) {
+      only(asked);
+      return loadRelease(source, ref);
+    },
+    async flow(asked, name, ref) {
+      only(asked);
+      return loadFlow(source, name, ref);
+    },
+    async person(_repo, login) {
+      return { is_bot: /\[bot\]$/i.test(login.trim()), permission: "write", teams: [] };
     },
   };
 }

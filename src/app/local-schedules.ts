@@ -6,20 +6,24 @@
  * (kv `sluice:schedules`), so a tick missed while no worker ran runs once, the latest of them.
  * A schedule counts from when a worker first sees it.
  */
-import type { Local } from "../../app/local.js";
-import { loadRelease } from "../../app/releases.js";
-import type { Runtime } from "../../app/runtime.js";
-import type { Flow } from "../../core/flow/types.js";
-import { resolveInputs } from "../../core/flow/inputs.js";
-import type { Logger } from "../../ports/step-executor.js";
-import { SCHEDULES_NAMESPACE, SCHEDULE_EVENT, latestTick, nextTick, scheduleDeliveryId, type ScheduleTick } from "../github/scheduler.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { SCHEDULES_NAMESPACE, SCHEDULE_EVENT, latestTick, nextTick, scheduleDeliveryId, type ScheduleTick } from "../adapters/github/scheduler.js";
+import type { Flow } from "../core/flow/types.js";
+import { resolveInputs } from "../core/flow/inputs.js";
+import type { Logger } from "../ports/step-executor.js";
+import type { Local } from "./local.js";
+import { loadRelease } from "./releases.js";
+import type { Runtime } from "./runtime.js";
 
 export interface LocalScheduler {
   /** Starts the runs of the ticks due at `now`; returns how many, and when the next tick falls. */
   tickOnce(now?: number): Promise<{ started: string[]; next: number | undefined }>;
 }
 
-export function createLocalScheduler(local: Local, rt: Runtime, logger: Logger): LocalScheduler {
+/** The checkout whose live release is ticked, and the store that keeps the ticks. */
+export type ScheduledCheckout = Pick<Local, "source" | "repo" | "store">;
+
+export function createLocalScheduler(local: ScheduledCheckout, rt: Runtime, logger: Logger): LocalScheduler {
   let cached: { sha: string; flows: Flow[]; release: Awaited<ReturnType<typeof loadRelease>>["release"]; config: Awaited<ReturnType<typeof loadRelease>>["config"] } | undefined;
 
   async function live() {
@@ -76,4 +80,23 @@ export function createLocalScheduler(local: Local, rt: Runtime, logger: Logger):
   }
 
   return { tickOnce };
+}
+
+/**
+ * Ticks the schedules until `signal` aborts, advancing each run a tick starts: wakes at the next
+ * tick, and looks again at least every 30 s (the default branch moves).
+ */
+export async function runLocalSchedules(scheduler: LocalScheduler, rt: Runtime, logger: Logger, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    let next: number | undefined;
+    try {
+      const r = await scheduler.tickOnce();
+      next = r.next;
+      for (const id of r.started) void rt.advance(id).catch((e: unknown) => logger.error("advancing a scheduled run failed", { run: id, error: String(e) }));
+    } catch (e) {
+      logger.error("schedules could not be checked", { error: e instanceof Error ? e.message : String(e) });
+    }
+    const wait = Math.max(50, Math.min(30_000, next === undefined ? 30_000 : next - rt.now() + 5));
+    await sleep(wait, undefined, { signal }).catch(() => undefined);
+  }
 }

@@ -8,40 +8,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newToken } from "../../src/adapters/server/auth.js";
-import { startApiServer, type ApiServer } from "../adapters/server/api-server.js";
+import { BIG, DEPLOY, startApiServer, type ApiServer } from "../adapters/server/api-server.js";
 import { sluiceAsync, type CliResult } from "../support/cli.js";
 import { makeRepo, type TestRepo } from "../support/git-repo.js";
-
-const DEPLOY = `
-name: deploy
-on:
-  manual:
-    inputs:
-      note: { type: string, default: "" }
-      times: { type: number, default: 1 }
-steps:
-  - id: count
-    kv: { incr: { key: counter, by: "\${{ inputs.times }}" } }
-  - id: review
-    wait:
-      approval:
-        title: Ship it?
-        evidence: ["\${{ inputs.note }}"]
-        approvers: { permission: write, min: 1 }
-  - id: result
-    wait:
-      callback:
-        timeout: 1h
-        schema: { type: object, required: [ok], properties: { ok: { type: boolean } } }
-`;
-
-const BIG = `
-name: big
-on: { manual: {} }
-steps:
-  - id: make
-    function: { code: "return 'x'.repeat(70000)" }
-`;
 
 let repo: TestRepo;
 let api: ApiServer;

@@ -1,9 +1,9 @@
 /**
- * A Sluice server for tests of API clients (the remote CLI, MCP with --server): the routes on
- * loopback with a real SQLite store and Runtime in GitHub mode, the flows read from a git
- * checkout, people's permissions from a fixed table standing in for GitHub's answers (mallory
- * reads, everyone else writes), and tokens of each kind. Its store is `sluice.db` in `dir`, so
- * `SLUICE_HOME=<dir> sluice tokens …` works on it.
+ * A Sluice server for tests of the API and its clients (the remote CLI, MCP with --server): the
+ * routes on loopback with a real SQLite store and Runtime in GitHub mode, and tokens of each kind.
+ * What GitHub would say is given, or made from a git checkout: its flows, and people's permissions
+ * from a fixed table standing in for GitHub's answers (mallory reads, everyone else writes). Its
+ * store is `sluice.db` in `dir`, so `SLUICE_HOME=<dir> sluice tokens …` works on it.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
@@ -22,6 +22,40 @@ import { loadFlow, loadRelease } from "../../../src/app/releases.js";
 import { Runtime } from "../../../src/app/runtime.js";
 import type { RunStore, TokenKind } from "../../../src/ports/run-store.js";
 
+/** Flows the API and remote-client tests start: a deploy that waits for a person and a callback, and one with a big output. */
+export const DEPLOY = `
+name: deploy
+on:
+  manual:
+    inputs:
+      note: { type: string, default: "" }
+      times: { type: number, default: 1 }
+steps:
+  - id: count
+    kv: { incr: { key: counter, by: "\${{ inputs.times }}" } }
+  - id: review
+    wait:
+      approval:
+        title: Ship it?
+        evidence: ["\${{ inputs.note }}"]
+        approvers: { permission: write, min: 1 }
+  - id: result
+    wait:
+      callback:
+        timeout: 1h
+        schema: { type: object, required: [ok], properties: { ok: { type: boolean } } }
+outputs:
+  ok: \${{ steps.result.outputs.body.ok }}
+`;
+
+export const BIG = `
+name: big
+on: { manual: {} }
+steps:
+  - id: make
+    function: { code: "return 'x'.repeat(70000)" }
+`;
+
 export interface ApiServer {
   base: string;
   store: RunStore;
@@ -31,15 +65,21 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
-export async function startApiServer(checkout: string): Promise<ApiServer> {
-  const dir = mkdtempSync(join(tmpdir(), "sluice-api-server-"));
-  const store = openSqliteRunStore(join(dir, "sluice.db"));
+/** What GitHub would say of any repository: the flows of a git checkout, and a fixed table of permissions. */
+async function checkoutGitHub(checkout: string): Promise<ApiGitHub> {
   const source = await GitFlowSource.open(checkout, { SLUICE_DEFAULT_BRANCH: "main" });
-  const github: ApiGitHub = {
+  return {
     flows: (_repo, ref) => loadRelease(source, ref),
     flow: (_repo, name, ref) => loadFlow(source, name, ref),
     person: async (_repo, login) => ({ is_bot: false, permission: login === "mallory" ? "read" : "write", teams: [] }),
   };
+}
+
+/** `from`: a git checkout's folder, or what GitHub says. */
+export async function startApiServer(from: string | ApiGitHub): Promise<ApiServer> {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-api-server-"));
+  const store = openSqliteRunStore(join(dir, "sluice.db"));
+  const github = typeof from === "string" ? await checkoutGitHub(from) : from;
   let h: RouteHandler = async () => false;
   const server = createServer((req, res) => {
     void h(req, res).then((ours) => {

@@ -6,59 +6,15 @@
  * ineligible person, a stale digest; each checks that nothing happened to the run.
  * Every answer is kept and, at the end, validated against the OpenAPI document the server serves.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API_ROUTES, type ApiGitHub, type PersonFacts } from "../../../src/adapters/server/api.js";
-import { newToken, openLinkSigner } from "../../../src/adapters/server/auth.js";
-import { createMetrics } from "../../../src/adapters/server/metrics.js";
-import { createRoutes } from "../../../src/adapters/server/routes.js";
-import { defaultExecutors } from "../../../src/adapters/steps/index.js";
-import { FileResourceStore } from "../../../src/adapters/store/file-resource-store.js";
-import { openSqliteRunStore } from "../../../src/adapters/store/sqlite/sqlite-run-store.js";
+import { newToken } from "../../../src/adapters/server/auth.js";
 import type { LoadedRelease } from "../../../src/app/releases.js";
 import { pickFlow } from "../../../src/app/releases.js";
-import { Runtime } from "../../../src/app/runtime.js";
 import { DEFAULT_CONFIG, validateFlow } from "../../../src/core/flow/validate.js";
-import type { RunStore, TokenKind } from "../../../src/ports/run-store.js";
-import type { Logger } from "../../../src/ports/step-executor.js";
-
-const DEPLOY = `
-name: deploy
-on:
-  manual:
-    inputs:
-      note: { type: string, default: "" }
-      times: { type: number, default: 1 }
-steps:
-  - id: count
-    kv: { incr: { key: counter, by: "\${{ inputs.times }}" } }
-  - id: review
-    wait:
-      approval:
-        title: Ship it?
-        evidence: ["\${{ inputs.note }}"]
-        approvers: { permission: write, min: 1 }
-  - id: result
-    wait:
-      callback:
-        timeout: 1h
-        schema: { type: object, required: [ok], properties: { ok: { type: boolean } } }
-outputs:
-  ok: \${{ steps.result.outputs.body.ok }}
-`;
-
-const BIG = `
-name: big
-on: { manual: {} }
-steps:
-  - id: make
-    function: { code: "return 'x'.repeat(70000)" }
-`;
+import type { RunStore } from "../../../src/ports/run-store.js";
+import { BIG, DEPLOY, startApiServer, type ApiServer } from "./api-server.js";
 
 const FAILS = `
 name: fails
@@ -100,22 +56,12 @@ const github: ApiGitHub = {
   },
 };
 
-const logger: Logger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
-
-let dir: string;
+let api: ApiServer;
 let store: RunStore;
-let runtime: Runtime;
 let base: string;
-const servers: Server[] = [];
 
 /** Tokens: people's, one limited to another repository, an agent's. */
 const T = { alice: "", bob: "", mallory: "", aliceAll: "", eve: "", agent: "" };
-
-async function makeToken(login: string, repo: string | null, kind: TokenKind = "human"): Promise<string> {
-  const t = newToken();
-  await store.createToken({ id: t.id, hash: t.hash, login, repo, kind, createdAt: Date.now(), expiresAt: null, revokedAt: null });
-  return t.secret;
-}
 
 interface Answer {
   status: number;
@@ -139,42 +85,18 @@ async function journal(id: string) {
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "sluice-api-"));
-  store = openSqliteRunStore(join(dir, "sluice.db"));
-  let h: (req: any, res: any) => Promise<boolean> = async () => false;
-  const s = createServer((req, res) => {
-    void h(req, res).then((ours) => {
-      if (!ours) {
-        res.writeHead(404);
-        res.end("not ours");
-      }
-    });
-  });
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  servers.push(s);
-  base = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-  runtime = new Runtime({
-    store,
-    resources: new FileResourceStore(join(dir, "resources")),
-    executors: defaultExecutors(),
-    secrets: { get: () => undefined, values: () => [] },
-    logger,
-    mode: "github",
-    publicUrl: base,
-  });
-  h = createRoutes({ runtime, store, publicUrl: base, links: await openLinkSigner(store), logger, metrics: createMetrics({ defaultMetrics: false }), advance: "inline", github });
-  T.alice = await makeToken("alice", "acme/widgets");
-  T.bob = await makeToken("bob", "acme/widgets");
-  T.mallory = await makeToken("mallory", "acme/widgets");
-  T.aliceAll = await makeToken("alice", null);
-  T.eve = await makeToken("eve", "other/repo");
-  T.agent = await makeToken("my-bot", "acme/widgets", "agent");
+  api = await startApiServer(github);
+  ({ store, base } = api);
+  T.alice = await api.token("alice", "acme/widgets");
+  T.bob = await api.token("bob", "acme/widgets");
+  T.mallory = await api.token("mallory", "acme/widgets");
+  T.aliceAll = await api.token("alice", null);
+  T.eve = await api.token("eve", "other/repo");
+  T.agent = await api.token("my-bot", "acme/widgets", "agent");
 });
 
 afterAll(async () => {
-  for (const s of servers) await new Promise((r) => s.close(r));
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
+  await api.close();
 });
 
 /** A deploy run started by bob through the API, waiting at its gate. */

@@ -156,5 +156,12 @@ describe("the CLI against a server gives local mode's JSON and exit codes", () =
     expect(explained.stdout).toMatch(new RegExp(`approve: sluice approve ${id} --digest [0-9a-f]{64}`));
     const missing = await sluiceAsync(stateDir, ["runs", "show", "0nosuchrun00000", "--server", base], { SLUICE_TOKEN: T.bob });
     expect([missing.code, missing.stderr.trim()]).toEqual([4, "error RUN_NOT_FOUND: no run '0nosuchrun00000'"]);
+    // --server before the command, as a global flag, means the same.
+    for (const flag of [["--server", base], [`--server=${base}`]]) {
+      const first = await sluiceAsync(stateDir, [...flag, "runs", "list"], { SLUICE_TOKEN: T.bob });
+      expect([first.code, first.stdout]).toEqual([0, r.stdout]);
+    }
+    const local = await sluiceAsync(stateDir, ["--server", base, "validate"], { SLUICE_TOKEN: T.bob });
+    expect([local.code, local.stderr]).toEqual([2, expect.stringContaining("--server")]);
   }, 60_000);
 });

@@ -247,13 +247,13 @@ export function mainHelp(): string {
   return [
     "sluice — flows in .github/flows/, run by the same engine locally and in a GitHub App",
     "",
-    "usage: sluice <command> [options] [--json]",
+    "usage: sluice [--server URL] <command> [options] [--json]",
     "",
     ...rows.map(([n, s]) => `  ${n.padEnd(width)}  ${s}`),
     "",
     "`sluice <command> --help` shows a command's options and an example.",
     "exit codes: 0 ok, 1 failed, 2 usage, 3 waiting, 4 not found, 5 infrastructure",
     "environment: SLUICE_HOME (state, default .sluice/), DATABASE_URL (PostgreSQL), SLUICE_USER, SLUICE_WORKER_PORT, NO_COLOR, FORCE_COLOR,",
-    "  SLUICE_SERVER and SLUICE_TOKEN (act on a server: flows, run, runs, approve, reject, gates, callback, resources, kv), SLUICE_REPO",
+    "  SLUICE_SERVER (or --server) and SLUICE_TOKEN (act on a server: flows, run, runs, approve, reject, gates, callback, resources, kv), SLUICE_REPO",
   ].join("\n");
 }

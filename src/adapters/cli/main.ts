@@ -30,7 +30,19 @@ function parseError(command: string, e: unknown): SluiceError {
   return usage(`sluice ${command}: ${message} (${see})`);
 }
 
-export async function main(argv: string[], io: Io): Promise<number> {
+/**
+ * `sluice --server URL <command> …`, a global flag before the command as `gh` and `kubectl` take
+ * one, is `sluice <command> --server URL …` (a command without a remote mode then says so).
+ */
+function serverFirst(argv: string[]): string[] {
+  const [first, second] = argv;
+  if (first === "--server" && argv.length > 2) return [argv[2]!, "--server", second!, ...argv.slice(3)];
+  if (first?.startsWith("--server=") && second !== undefined) return [second, first, ...argv.slice(2)];
+  return argv;
+}
+
+export async function main(args: string[], io: Io): Promise<number> {
+  const argv = serverFirst(args);
   const command = argv[0];
   const wantsJson = argv.includes("--json");
   if (!command || command === "--help" || command === "-h") {

@@ -6,6 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { Ajv2020 } from "ajv/dist/2020.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newToken } from "../../src/adapters/server/auth.js";
 import { BIG, DEPLOY, startApiServer, type ApiServer } from "../adapters/server/api-server.js";
@@ -163,5 +164,60 @@ describe("the CLI against a server gives local mode's JSON and exit codes", () =
     }
     const local = await sluiceAsync(stateDir, ["--server", base, "validate"], { SLUICE_TOKEN: T.bob });
     expect([local.code, local.stderr]).toEqual([2, expect.stringContaining("--server")]);
+  }, 60_000);
+});
+
+const NAP = `
+name: nap
+on: { manual: {} }
+steps:
+  - id: rest
+    sleep: 300ms
+  - id: review
+    wait: { approval: { title: Go on? } }
+  - id: after
+    function: { code: "return 'done'" }
+`;
+
+describe("run --follow against a server", () => {
+  let napRepo: TestRepo;
+  let followed: ApiServer;
+  let token: string;
+  beforeAll(async () => {
+    napRepo = makeRepo({ ".github/flows/nap.yml": NAP });
+    napRepo.git("remote", "add", "origin", "https://github.com/acme/widgets.git");
+    // A server whose worker runs what is queued, as every real server's does.
+    followed = await startApiServer(napRepo.dir, { worker: true });
+    token = await followed.token("bob", "acme/widgets");
+  });
+  afterAll(async () => {
+    await followed.close();
+    napRepo.remove();
+  });
+  const env = () => ({ SLUICE_SERVER: followed.base, SLUICE_TOKEN: token, SLUICE_HOME: join(followed.dir, "nowhere") });
+  const ndjson = (out: string) => out.trim().split("\n").map((l) => JSON.parse(l) as { kind: string; run?: string; event?: { type: string; at: number }; data?: any });
+
+  it("prints the journal as it grows, through the sleep, up to the gate, then the run, as local mode does", async () => {
+    const l = await sluiceAsync(napRepo.dir, ["run", "nap", "--follow", "--json", "--as", "bob"], { SLUICE_HOME: join(followed.dir, "local"), SLUICE_SERVER: "" });
+    const r = await sluiceAsync(followed.dir, ["run", "nap", "--follow", "--json"], env());
+    expect([r.code, l.code], r.stderr).toEqual([3, 3]);
+    const [locally, remotely] = [ndjson(l.stdout), ndjson(r.stdout)];
+    const run = remotely.at(-1)!;
+    expect(run).toMatchObject({ kind: "Run", ok: true, data: { flow: "nap", status: "waiting" } });
+    const events = remotely.slice(0, -1);
+    expect(events.every((e) => e.kind === "RunEvent" && e.run === run.data.id && typeof e.event?.at === "number")).toBe(true);
+    expect(events.map((e) => e.event!.type)).toContain("timer_started");
+    expect(events.map((e) => e.event!.type)).toEqual(locally.slice(0, -1).map((e) => e.event!.type));
+    // Every line is what schemas/cli says.
+    const ajv = new Ajv2020({ strict: false });
+    const validate = ajv.compile(JSON.parse(readFileSync(join(import.meta.dirname, "../../schemas/cli/run-event.schema.json"), "utf8")));
+    for (const e of events) expect(validate(e), JSON.stringify(validate.errors)).toBe(true);
+
+    // For people: the run's id first, a line per event, then the run.
+    const text = await sluiceAsync(followed.dir, ["run", "nap", "--follow"], env());
+    expect(text.code).toBe(3);
+    expect(text.stdout).toMatch(/^run \S+  nap  live main @ [0-9a-f]{7}\n/);
+    expect(text.stdout).toContain("timer_started rest");
+    expect(text.stdout).toContain("gate_opened review");
   }, 60_000);
 });

@@ -161,10 +161,12 @@ export async function remoteCommand(command: string, args: string[], v: Values, 
       break;
     case "run": {
       const flow = need(sub, "sluice run <flow> [--ref REF] [--input k=v]… (see sluice run --help)");
-      if (v.follow === true) throw usage("--follow is for local mode: against a server, 'sluice runs show <id>' shows where a run is");
+      const follow = v.follow === true && v.detach !== true;
       const { parseInputs } = await import("./runs.js");
       const inputs = parseInputs((v.input as string[] | undefined) ?? [], str(v["inputs-file"]), io.cwd);
-      doc = await request(remote, "POST", "/api/v1/runs", { flow, inputs, ...(repo ? { repo } : {}), ...(str(v.ref) ? { ref: str(v.ref) } : {}), ...(v.detach === true ? { detach: true } : {}) });
+      // Followed, the server's worker runs it and this process watches its journal.
+      doc = await request(remote, "POST", "/api/v1/runs", { flow, inputs, ...(repo ? { repo } : {}), ...(str(v.ref) ? { ref: str(v.ref) } : {}), ...(v.detach === true || follow ? { detach: true } : {}) });
+      if (follow && doc.ok && doc.kind === "Run") doc = await followRun(remote, doc.data as RunView, io, v.json === true);
       break;
     }
     case "runs": {
@@ -209,6 +211,39 @@ export async function remoteCommand(command: string, args: string[], v: Values, 
       throw usage(`sluice ${command} does not act on a server`);
   }
   return report(doc, io, exitOf(doc, command, sub, v.detach === true));
+}
+
+/** Whether a run needs nobody but the server to go on: not ended, and waiting for no person, callback or event. */
+function goesOn(run: RunView): boolean {
+  if (run.status === "succeeded" || run.status === "failed" || run.status === "cancelled" || run.status === "timed_out") return false;
+  return !run.gate && !run.steps.some((s) => s.kind === "wait" && s.status === "waiting");
+}
+
+/**
+ * `run --follow` against a server: its journal as it grows (a RunEvent line per event with
+ * --json, else a line per event after the run's id), until the run ends or waits for a person, a
+ * callback or an event, as local mode follows it; then the run, as local mode ends.
+ */
+async function followRun(remote: Remote, started: RunView, io: Io, json: boolean): Promise<Envelope> {
+  const id = started.id;
+  if (!json) io.stdout(`run ${id}  ${started.flow}  ${started.release.kind} ${started.release.ref} @ ${started.release.sha.slice(0, 7)}\n`);
+  // From the first event after the run's creation (seq 1), as local mode prints them.
+  let seen = 1;
+  for (let pause = 100; ; pause = Math.min(pause * 2, 1_000)) {
+    // The run first: the journal read after it holds every event up to the state it shows.
+    const run = await request(remote, "GET", `/api/v1/runs/${seg(id)}`);
+    if (!run.ok) return run;
+    const events = await request(remote, "GET", `/api/v1/runs/${seg(id)}/events`);
+    if (!events.ok) return events;
+    for (const { seq, at, ...e } of (events.data.events as { seq: number; at: string; type: string }[]).slice(seen)) {
+      seen = seq;
+      pause = 100;
+      if (json) io.stdout(JSON.stringify({ apiVersion: "sluice/v1", kind: "RunEvent", run: id, event: { ...e, at: Date.parse(at) } }) + "\n");
+      else io.stdout(`${localTime(at)}  ${e.type}${"step" in e ? ` ${String(e.step)}` : ""}\n`);
+    }
+    if (!goesOn(run.data as RunView)) return run;
+    await new Promise((r) => setTimeout(r, pause));
+  }
 }
 
 async function kv(remote: Remote, sub: string | undefined, args: string[], v: Values, repo: string | undefined): Promise<Envelope> {

@@ -75,8 +75,11 @@ async function checkoutGitHub(checkout: string): Promise<ApiGitHub> {
   };
 }
 
-/** `from`: a git checkout's folder, or what GitHub says. */
-export async function startApiServer(from: string | ApiGitHub): Promise<ApiServer> {
+/**
+ * `from`: a git checkout's folder, or what GitHub says. `worker`: a worker loop works the queued
+ * runs, as a real server's does (without it a detached run stays queued, as in local mode).
+ */
+export async function startApiServer(from: string | ApiGitHub, opts: { worker?: boolean } = {}): Promise<ApiServer> {
   const dir = mkdtempSync(join(tmpdir(), "sluice-api-server-"));
   const store = openSqliteRunStore(join(dir, "sluice.db"));
   const github = typeof from === "string" ? await checkoutGitHub(from) : from;
@@ -102,6 +105,8 @@ export async function startApiServer(from: string | ApiGitHub): Promise<ApiServe
     publicUrl: base,
   });
   h = createRoutes({ runtime, store, publicUrl: base, links: await openLinkSigner(store), logger, metrics: createMetrics({ defaultMetrics: false }), advance: "inline", github });
+  const worker = new AbortController();
+  const working = opts.worker ? runtime.work(worker.signal, 50) : Promise.resolve();
   return {
     base,
     store,
@@ -112,6 +117,8 @@ export async function startApiServer(from: string | ApiGitHub): Promise<ApiServe
       return t.secret;
     },
     async close() {
+      worker.abort();
+      await working;
       await new Promise((r) => server.close(r));
       await store.close();
       rmSync(dir, { recursive: true, force: true });

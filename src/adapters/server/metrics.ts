@@ -155,6 +155,9 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): SluiceMe
   return m;
 }
 
+/** How long one scrape's reading of the open gates is reused (a scrape asks for it once per gauge). */
+const SCRAPE_MS = 1_000;
+
 /** The open gates of a run's state: when each opened. */
 function openGatesOf(state: RunState): number[] {
   if (state.completed) return [];
@@ -169,14 +172,22 @@ export function observeStore(
   m: SluiceMetrics,
   opts: { store: Pick<RunStore, "listRuns">; load(id: string): Promise<{ state: RunState }>; outboxDepth(): Promise<number>; clock?: () => number },
 ): void {
+  const clock = opts.clock ?? Date.now;
+  const read = async (): Promise<number[]> => {
+    const opened: number[] = [];
+    for (const r of await opts.store.listRuns({ status: ["waiting"] })) opened.push(...openGatesOf((await opts.load(r.id)).state));
+    return opened;
+  };
+  // Both gate gauges of one scrape read one answer: every waiting run's journal is loaded once.
+  let last: { at: number; opened: Promise<number[]> } | undefined;
   m.reader = {
-    async gatesOpenedAt() {
-      const opened: number[] = [];
-      for (const r of await opts.store.listRuns({ status: ["waiting"] })) opened.push(...openGatesOf((await opts.load(r.id)).state));
-      return opened;
+    gatesOpenedAt() {
+      const now = clock();
+      if (!last || now - last.at > SCRAPE_MS) last = { at: now, opened: read() };
+      return last.opened;
     },
     outboxDepth: opts.outboxDepth,
-    clock: opts.clock ?? Date.now,
+    clock,
   };
 }
 

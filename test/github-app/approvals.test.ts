@@ -222,3 +222,32 @@ describe("webhook intake", { timeout: 60_000 }, () => {
     expect(sim.commentsOf(repo, issue.number).filter((c) => c.user === "sluice[bot]")).toHaveLength(0);
   });
 });
+
+describe("a policy floor that names a team", { timeout: 60_000 }, () => {
+  it("counts /approve from a member of the floor's team, and refuses a writer outside it", async () => {
+    const floor = await startApp({
+      files: { "README.md": "# widgets\n", ".github/sluice.yml": "policy:\n  approvers: { teams: [acme/maintainers], min: 1 }\n", ".github/flows/ship.yml": SHIP },
+    });
+    try {
+      const { sim } = floor.gh;
+      for (const login of ["ann", "bob", "carol"]) sim.setPermission(repo, login, "write");
+      sim.addTeamMember("acme", "maintainers", "carol");
+      const issue = sim.createIssue(repo, { title: "Ship under the floor", user: "ann" });
+      await floor.command(repo, issue.number, "ann", "/run ship");
+      const id = await floor.waitingRun(repo, issue.number);
+      // The gate is announced to the floor's team first (its approvers name nobody).
+      await floor.waitFor("the gate's announcement", () => floor.replies(repo, issue.number).find((r) => r.includes("@acme/maintainers")));
+      await floor.outboxEmpty();
+      const outsider = await floor.command(repo, issue.number, "bob", `/approve ${id}`);
+      expect(outsider.reply).toContain("did not count");
+      expect((await floor.sluice.store.getRun(id))?.status).toBe("waiting");
+      // The floor's team is asked about as the gate's own teams are.
+      const member = await floor.command(repo, issue.number, "carol", `/approve ${id}`);
+      expect(member).toMatchObject({ reply: undefined, reactions: ["+1"] });
+      expect((await floor.ended(id)).status).toBe("succeeded");
+      expect(sim.violations).toEqual([]);
+    } finally {
+      await floor.stop();
+    }
+  });
+});

@@ -9,7 +9,7 @@ import { runView } from "../../app/run-view.js";
 import { decideGate, openGates } from "../../app/signals.js";
 import { tally } from "../../core/engine/decide.js";
 import type { ApprovalSignal, GateInfo } from "../../core/engine/events.js";
-import { approversAt } from "../../core/engine/gates.js";
+import { teamsAsked } from "../../core/engine/gates.js";
 import type { RunState } from "../../core/engine/state.js";
 import { SluiceError } from "../../core/errors.js";
 import type { RunRecord, RunStatus } from "../../ports/run-store.js";
@@ -103,7 +103,7 @@ const REFUSALS = new Set(["APPROVAL_NOT_ELIGIBLE", "APPROVAL_STALE", "APPROVAL_W
 export async function decideFromGitHub(deps: GitHubDeps, api: GitHubApi, repo: string, req: DecisionRequest): Promise<Outcome> {
   const { state } = await deps.runtime.load(req.runId);
   const open = openGates(state)[0];
-  const teams = open?.gate ? (approversAt(open.gate.info, open.gate.level).teams ?? []) : [];
+  const teams = open?.gate ? teamsAsked(open.gate.info, open.gate.level) : [];
   const person = await personOf(api, repo, req.sender, teams);
   try {
     const r = await decideGate(deps.runtime, req.runId, {

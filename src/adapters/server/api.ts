@@ -18,7 +18,7 @@ import { runSummary } from "../../app/run-summary.js";
 import type { Runtime } from "../../app/runtime.js";
 import { decideGate, openGates } from "../../app/signals.js";
 import type { ApprovalSignal, Release } from "../../core/engine/events.js";
-import { approversAt } from "../../core/engine/gates.js";
+import { teamsAsked } from "../../core/engine/gates.js";
 import { SluiceError } from "../../core/errors.js";
 import { resolveInputs } from "../../core/flow/inputs.js";
 import type { Config, Flow } from "../../core/flow/types.js";
@@ -280,7 +280,7 @@ export function createApi(opts: ApiOptions): RouteHandler {
       const { state } = await rt.load(id);
       const open = openGates(state);
       const gate = (fields.step ? open.find((g) => g.id === fields.step) : open[0])?.gate;
-      const teams = gate ? [...(approversAt(gate.info, gate.level).teams ?? []), ...(gate.info.floor?.teams ?? [])] : [];
+      const teams = gate ? teamsAsked(gate.info, gate.level) : [];
       facts = await opts.github.person(record.repo, cred.login, teams);
     }
     try {

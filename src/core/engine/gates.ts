@@ -88,6 +88,14 @@ export type Eligibility =
   | { ok: true }
   | { ok: false; code: "APPROVAL_NOT_ELIGIBLE"; refusal: Extract<RefusalReason, "self" | "bot" | "invalid_login" | "not_eligible">; reason: string; needs?: string };
 
+/**
+ * The teams whose membership decides who may approve: the gate's in force and the policy
+ * floor's (every approver meets both). What a decision path asks GitHub about a person.
+ */
+export function teamsAsked(gate: GateInfo, level: number): string[] {
+  return [...new Set([...(approversAt(gate, level).teams ?? []), ...(gate.floor?.teams ?? [])])];
+}
+
 /** The quorum in force: the gate's (after escalations), never below the policy's floor. */
 export function quorumOf(gate: GateInfo, level: number): number {
   return Math.max(approversAt(gate, level).min, gate.floor?.min ?? 0);

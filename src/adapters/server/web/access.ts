@@ -6,8 +6,8 @@
  * (people.ts, as for a comment).
  */
 import { createHash } from "node:crypto";
-import { explainGate } from "../../../app/signals.js";
 import { judgeDecision } from "../../../core/engine/decisions.js";
+import { teamsAsked } from "../../../core/engine/gates.js";
 import type { RunState, StepState } from "../../../core/engine/state.js";
 import type { GitHubApi } from "../../../ports/step-executor.js";
 import { permissionOf, personOf, teamsOf, type Person } from "../../github/people.js";
@@ -51,24 +51,18 @@ export class Access {
     return ok;
   }
 
-  /** The teams that eligibility asks about for a gate: its approvers' at the current level and the floor's. */
-  private teamsOfGate(state: RunState, s: StepState): string[] {
-    const g = explainGate(state, s, "github");
-    return [...g.approvers.teams, ...(g.floor?.teams ?? [])];
-  }
-
   /** The person as GitHub says now (a decision rests on it). */
   async person(login: string, state: RunState, s: StepState): Promise<Person | undefined> {
     const api = await this.githubFor(state.repo);
     if (!api) return undefined;
-    return personOf(api, state.repo, { login }, this.teamsOfGate(state, s));
+    return personOf(api, state.repo, { login }, teamsAsked(s.gate!.info, s.gate!.level));
   }
 
   /** Whether `login` may decide gate `s` (answers cached briefly, as for commands): for showing buttons and "waiting for me". */
   async mayDecide(login: string, state: RunState, s: StepState): Promise<{ ok: true } | { ok: false; why: string }> {
     const api = await this.githubFor(state.repo);
     if (!api) return { ok: false, why: `Sluice has no GitHub access to ${state.repo}` };
-    const [permission, teams] = await Promise.all([permissionOf(api, state.repo, login), teamsOf(api, login, this.teamsOfGate(state, s))]);
+    const [permission, teams] = await Promise.all([permissionOf(api, state.repo, login), teamsOf(api, login, teamsAsked(s.gate!.info, s.gate!.level))]);
     const verdict = judgeDecision(state, s, { login, via: "web", decision: "approve", digest: s.gate!.info.digest, is_bot: false, permission, teams }, "github");
     return verdict.ok ? { ok: true } : { ok: false, why: verdict.message };
   }

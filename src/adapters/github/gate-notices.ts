@@ -22,6 +22,7 @@
  * run cannot). The webhook, when configured, is told of every gate.
  */
 import { createHash } from "node:crypto";
+import { tally } from "../../core/engine/decide.js";
 import { approversAt } from "../../core/engine/gates.js";
 import type { GateInfo } from "../../core/engine/events.js";
 import type { GateState, RunState, StepState } from "../../core/engine/state.js";
@@ -113,8 +114,9 @@ export function noticeComment(state: RunState, s: StepState, kind: NoticeKind, p
   const g = s.gate!;
   const info = g.info;
   const digest12 = info.digest.slice(0, 12);
-  const approved = g.approvals.filter((a) => a.decision === "approve").length;
-  const min = Math.max(approversAt(info, g.level).min, info.floor?.min ?? 0);
+  // As the engine counts them: distinct people, on the current digest.
+  const { approvedBy, min } = tally(s);
+  const approved = approvedBy.length;
   const lines = [
     `### ⏸️ ${headline(kind, g)}: ${quiet(clipChars(info.title, 200))}`,
     "",

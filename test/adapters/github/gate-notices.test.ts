@@ -82,6 +82,12 @@ describe("what an announcement says", () => {
     expect(body).toContain("Ship @\u200beveryone?");
     expect(body).toContain(`/approve run1 ${s.gate!.info.digest.slice(0, 12)}`);
     expect(body).toContain("[the run's page](https://sluice.example/runs/run1?exp=1&sig=x)");
+    // Counted as the engine counts: one person approving twice is one approval of the two.
+    const twice = { type: "approval_received" as const, at: T0 + 2 * HOUR + 2, step: "review", login: "carol", via: "cli" as const, decision: "approve" as const };
+    const once = resume(sim, { at: T0 + 2 * HOUR + 3, signals: [twice, { ...twice, login: "Carol" }] });
+    expect(once.state.completed).toBeUndefined();
+    expect(once.state.steps.review!.gate!.approvals).toHaveLength(2);
+    expect(noticeComment(once.state, once.state.steps.review!, "escalated", undefined)).toContain("for 2 approvals (1 so far)");
     const text = noticeText(sim.state, s, "reminder", undefined);
     expect(text).toContain("the deadline is in less than an hour");
     expect(text).toContain("Approvers: @carol, @oncall-lead, @acme/platform");

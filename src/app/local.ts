@@ -142,6 +142,11 @@ export function localRepoName(root: string): string {
   return `${LOCAL_OWNER}/${name.slice(0, 100)}`;
 }
 
+/** A checkout's repository: its GitHub origin's owner/name, else `_local/<folder>` (GitFlowSource names such a one by its folder alone). */
+export function checkoutRepo(source: { repo: string }, root: string): string {
+  return source.repo.includes("/") ? source.repo : localRepoName(root);
+}
+
 /** How long a one-shot command waits for an unreachable database (SLUICE_DB_DEADLINE overrides it). */
 export const ONE_SHOT_DB_DEADLINE = "10s";
 
@@ -176,9 +181,7 @@ export async function openLocal(cwd: string, env: NodeJS.ProcessEnv, opts: { lon
     source: () => (source ??= import("../adapters/sources/git-flow-source.js").then((m) => m.GitFlowSource.open(root, env))),
     repo: () =>
       (repo ??= (async () => {
-        const s = await local.source();
-        // GitFlowSource names a repository without a parsable origin by its folder alone.
-        return s.repo.includes("/") ? s.repo : localRepoName(root);
+        return checkoutRepo(await local.source(), root);
       })()),
     secrets: () => (secrets ??= import("../adapters/secrets/secrets.js").then((m) => new m.SecretStore(join(home, "secrets.json"), env))),
     runtime: () =>

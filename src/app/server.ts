@@ -39,19 +39,19 @@ import { runUrl, type GitHubDeps } from "../adapters/github/deps.js";
 import { openLinkSigner, type LinkSigner } from "../adapters/server/auth.js";
 import { metrics as defaultMetrics, observeStore } from "../adapters/server/metrics.js";
 import { apiCheckout, apiGitHub } from "../adapters/server/api-github.js";
+import { requestUrl } from "../adapters/server/api-http.js";
 import { createRoutes } from "../adapters/server/routes.js";
 import { createOAuthClient } from "../adapters/server/oauth.js";
 import { createWebHandler } from "../adapters/server/web/handler.js";
 import { SluiceError } from "../core/errors.js";
 import type { Flow } from "../core/flow/types.js";
 import type { RunStore } from "../ports/run-store.js";
-import { findRepoRoot, localGitHub, localRepoName } from "./local.js";
+import { checkoutRepo, findRepoRoot, localGitHub } from "./local.js";
 import { createLocalScheduler, runLocalSchedules } from "./local-schedules.js";
 import type { GitHubApi, Logger } from "../ports/step-executor.js";
 import { isStoreUnavailable, Runtime } from "./runtime.js";
+import { isGitHubRepo } from "../core/namespaces.js";
 
-/** `owner/name` as GitHub spells repositories (an owner never starts with `_`). */
-const GITHUB_REPO = /^[A-Za-z0-9][A-Za-z0-9-]{0,38}\/[A-Za-z0-9._-]{1,100}$/;
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 
@@ -230,7 +230,7 @@ async function openCheckout(cwd: string, env: NodeJS.ProcessEnv): Promise<Checko
     return undefined;
   }
   const source = await GitFlowSource.open(root, env);
-  return { source, repo: source.repo.includes("/") ? source.repo : localRepoName(root) };
+  return { source, repo: checkoutRepo(source, root) };
 }
 
 /**
@@ -294,7 +294,7 @@ export async function composeSluice(app: Probot, opts: SluiceAppOptions): Promis
   const githubFor = async (repo: string): Promise<GitHubApi | undefined> => {
     // A run of no GitHub repository (a local run's `_local/<folder>`) has no check run: no call is
     // made; nor is one by a server without the app's credentials.
-    if (!config.credentials || !GITHUB_REPO.test(repo)) return undefined;
+    if (!config.credentials || !isGitHubRepo(repo)) return undefined;
     try {
       return await installations.client(repo);
     } catch (e) {
@@ -423,7 +423,7 @@ export function sluiceApp(opts: SluiceAppOptions): ApplicationFunction {
     } else {
       // Probot's setup flow lives at /probot; /setup is where Sluice's README sends people.
       addHandler((req, res) => {
-        if (req.method !== "GET" || new URL(req.url ?? "/", "http://x").pathname !== "/setup") return false;
+        if (req.method !== "GET" || requestUrl(req)?.pathname !== "/setup") return false;
         res.writeHead(302, { location: "/probot" }).end();
         return true;
       });

@@ -9,3 +9,11 @@ import type { Release } from "./engine/events.js";
 export function kvNamespace(repo: string, kind: Release["kind"]): string {
   return kind === "draft" ? `${repo}#draft` : repo;
 }
+
+/** An `owner/name` GitHub could have; a local run's `_local/<folder>` is none (no account starts with `_`). */
+const GITHUB_REPO = /^[A-Za-z0-9][A-Za-z0-9-]{0,38}\/[A-Za-z0-9._-]{1,100}$/;
+
+/** Whether a run's repository is one on GitHub (else the app makes no call about it). */
+export function isGitHubRepo(repo: string): boolean {
+  return GITHUB_REPO.test(repo);
+}

@@ -116,6 +116,17 @@ export async function kvCommand(local: Local, sub: string | undefined, args: str
   return kvReport(local.store, await local.repo(), sub, args, opts);
 }
 
+/** The key and value of `kv set <key> <value>`, locally or against a server: the value is JSON, or else a string. */
+export function kvSetArgs(args: string[]): { key: string; value: unknown } {
+  const [key, raw] = args;
+  if (!key || raw === undefined) throw usage("sluice kv set <key> <value>   (the value is JSON, or else a string)");
+  try {
+    return { key, value: JSON.parse(raw) };
+  } catch {
+    return { key, value: raw };
+  }
+}
+
 /** `kv get|set|list` on a repository's namespace (live, or the drafts' with `draft`). */
 export async function kvReport(store: RunStore, repo: string, sub: string | undefined, args: string[], opts: KvOptions): Promise<Report> {
   const ns = kvNamespace(repo, opts.draft ? "draft" : "live");
@@ -130,14 +141,7 @@ export async function kvReport(store: RunStore, repo: string, sub: string | unde
       return { kind: "KvEntry", ok: true, data, exitCode: EXIT.ok, human: JSON.stringify(data.value) };
     }
     case "set": {
-      const [key, raw] = args;
-      if (!key || raw === undefined) throw usage("sluice kv set <key> <value>   (the value is JSON, or else a string)");
-      let value: unknown;
-      try {
-        value = JSON.parse(raw);
-      } catch {
-        value = raw;
-      }
+      const { key, value } = kvSetArgs(args);
       let ttlMs: number | undefined;
       if (opts.ttl) {
         try {

@@ -255,14 +255,7 @@ async function kv(remote: Remote, sub: string | undefined, args: string[], v: Va
     case "list":
       return request(remote, "GET", `/api/v1/kv${q({ ...where, prefix: args[0] })}`);
     case "set": {
-      const [key, raw] = args;
-      if (!key || raw === undefined) throw usage("sluice kv set <key> <value>   (the value is JSON, or else a string)");
-      let value: unknown;
-      try {
-        value = JSON.parse(raw);
-      } catch {
-        value = raw;
-      }
+      const { key, value } = (await import("./data.js")).kvSetArgs(args);
       const ifVersion = str(v["if-version"]);
       if (ifVersion !== undefined && !/^-?[0-9]+$/.test(ifVersion)) throw usage("--if-version takes a whole number");
       return request(remote, "PUT", `/api/v1/kv/${seg(key)}${q(where)}`, { value, ...(str(v.ttl) ? { ttl: str(v.ttl) } : {}), ...(ifVersion !== undefined ? { if_version: Number(ifVersion) } : {}) });

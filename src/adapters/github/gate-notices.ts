@@ -34,6 +34,7 @@ import { checkRunName, clipChars, mdBlock, mdCode, mdText } from "./check-run-su
 import { errorText, laneOf } from "./deps.js";
 import { wakeable } from "./inbox.js";
 import type { Outbox } from "./outbox.js";
+import { isGitHubRepo } from "../../core/namespaces.js";
 
 export const NOTICES_NAMESPACE = "sluice:gate-notices";
 
@@ -44,7 +45,6 @@ const FOLD_CHARS = 800;
 const FOLD_LINES = 15;
 /** A comment's evidence stops here (GitHub takes 65,536 characters a comment). */
 const EVIDENCE_CHARS = 50_000;
-const GITHUB_REPO = /^[A-Za-z0-9][A-Za-z0-9-]{0,38}\/[A-Za-z0-9._-]{1,100}$/;
 
 export type NoticeKind = "opened" | "escalated" | "reminder";
 
@@ -244,7 +244,7 @@ export function createGateNotices(opts: GateNoticesOptions): GateNotices {
     const s = state.steps[notice.step]!;
     const info = s.gate!.info;
     const issue = announcedIn(state, info);
-    const comment = issue !== undefined && GITHUB_REPO.test(state.repo) && mentionsOf(info, s.gate!.level).length > 0;
+    const comment = issue !== undefined && isGitHubRepo(state.repo) && mentionsOf(info, s.gate!.level).length > 0;
     const connection = state.config.policy.notify?.connection;
     if (!comment && !connection) return false;
     const now = clock();

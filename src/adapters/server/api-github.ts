@@ -7,6 +7,7 @@
  * waiting for the answer.
  */
 import { loadFlow, loadRelease, pickFlow } from "../../app/releases.js";
+import { isBotLogin } from "../../core/engine/gates.js";
 import { SluiceError } from "../../core/errors.js";
 import type { FlowSource } from "../../ports/flow-source.js";
 import type { RunStore } from "../../ports/run-store.js";
@@ -60,7 +61,7 @@ export function apiCheckout(source: FlowSource, repo: string): ApiGitHub {
       return loadFlow(source, name, ref);
     },
     async person(_repo, login) {
-      return { is_bot: /\[bot\]$/i.test(login.trim()), permission: "write", teams: [] };
+      return { is_bot: isBotLogin(login), permission: "write", teams: [] };
     },
   };
 }

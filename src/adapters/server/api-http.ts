@@ -6,6 +6,15 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { SluiceError } from "../../core/errors.js";
 import { API_VERSION } from "../cli/output.js";
 
+
+/** The request's path and query as a URL, or undefined when its target cannot be one: then it is not ours to answer. */
+export function requestUrl(req: IncomingMessage): URL | undefined {
+  try {
+    return new URL(req.url ?? "/", "http://sluice.invalid");
+  } catch {
+    return undefined;
+  }
+}
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
 export const MAX_CALLBACK_BYTES = 1024 * 1024;

@@ -36,6 +36,7 @@ import {
   MAX_CALLBACK_BYTES,
   methodNotAllowed,
   readBody,
+  requestUrl,
   safeDecode,
   send,
   sendEnvelopeError,
@@ -438,12 +439,8 @@ export function createApi(opts: ApiOptions): RouteHandler {
   }
 
   return async function api(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    let url: URL;
-    try {
-      url = new URL(req.url ?? "/", "http://sluice.invalid");
-    } catch {
-      return false;
-    }
+    const url = requestUrl(req);
+    if (!url) return false;
     if (url.pathname !== "/api/v1" && !url.pathname.startsWith("/api/v1/")) return false;
     const hit = matchPath(url.pathname);
     if (!hit) {

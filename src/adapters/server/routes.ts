@@ -30,6 +30,7 @@ import {
   MAX_CALLBACK_BYTES,
   methodNotAllowed,
   readBody,
+  requestUrl,
   safeDecode,
   send,
   sendEnvelopeError,
@@ -212,12 +213,8 @@ export function createRoutes(opts: RoutesOptions): RouteHandler {
   }
 
   return async function routes(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    let url: URL;
-    try {
-      url = new URL(req.url ?? "/", "http://sluice.invalid");
-    } catch {
-      return false;
-    }
+    const url = requestUrl(req);
+    if (!url) return false;
     const path = url.pathname;
     const method = req.method;
     type Token = Extract<Credential, { kind: "token" }>;

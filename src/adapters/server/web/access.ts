@@ -13,10 +13,10 @@ import type { GitHubApi } from "../../../ports/step-executor.js";
 import { permissionOf, personOf, teamsOf, type Person } from "../../github/people.js";
 import type { OAuthClient } from "../oauth.js";
 import type { Session } from "../session.js";
+import { isGitHubRepo } from "../../../core/namespaces.js";
 
 /** How long "ann can read acme/widgets" is believed: losing access takes effect within this. */
 export const READ_TTL_MS = 60_000;
-const GITHUB_REPO = /^[A-Za-z0-9][A-Za-z0-9-]{0,38}\/[A-Za-z0-9._-]{1,100}$/;
 
 export class Access {
   private readonly seen = new Map<string, { at: number; ok: Promise<boolean> }>();
@@ -29,7 +29,7 @@ export class Access {
 
   /** Whether the person of `session` can read `repo` on GitHub. A run of no GitHub repository is nobody's on the web. */
   canRead(session: Session, repo: string): Promise<boolean> {
-    if (!GITHUB_REPO.test(repo)) return Promise.resolve(false);
+    if (!isGitHubRepo(repo)) return Promise.resolve(false);
     const key = `${createHash("sha256").update(session.token).digest("hex")}:${repo.toLowerCase()}`;
     const now = this.now();
     const hit = this.seen.get(key);

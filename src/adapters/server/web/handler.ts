@@ -25,7 +25,7 @@ import { SluiceError } from "../../../core/errors.js";
 import { isTerminal, RUN_STATUSES, type RunRecord, type RunStatus, type RunStore } from "../../../ports/run-store.js";
 import type { GitHubApi, Logger } from "../../../ports/step-executor.js";
 import { extrasOf, runPageUrl } from "../../github/check-run-summary.js";
-import { envelope, errorOf, httpStatusFor, readBody, safeDecode, send, sendJson, UNAUTHORIZED_MESSAGE, wantsHtml, type RouteHandler } from "../api-http.js";
+import { envelope, errorOf, httpStatusFor, readBody, requestUrl, safeDecode, send, sendJson, UNAUTHORIZED_MESSAGE, wantsHtml, type RouteHandler } from "../api-http.js";
 import { newToken, signedRunLinks, tokenCredential, type Credential, type LinkSigner } from "../auth.js";
 import type { OAuthClient } from "../oauth.js";
 import { renderNotFoundPage, renderRunPage, renderUnauthorizedPage, runSections, type RunPageInput, type Viewer } from "../run-page.js";
@@ -394,12 +394,8 @@ export function createWebHandler(opts: WebOptions): RouteHandler {
   }
 
   return async function web(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    let url: URL;
-    try {
-      url = new URL(req.url ?? "/", "http://sluice.invalid");
-    } catch {
-      return false;
-    }
+    const url = requestUrl(req);
+    if (!url) return false;
     try {
       return await route(req, res, url);
     } catch (e) {
